@@ -1,0 +1,35 @@
+"""Write conf/model/<name>.yaml for every torchvision classifier (run after a torchvision upgrade).
+
+tests/test_config.py checks that conf/model/ and torchvision's list agree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from wsol.models import list_model_names  # noqa: E402
+
+TEMPLATE = """# torchvision {name}: python -m wsol.run model={name} [model.layer=...]
+name: {name}
+weights: DEFAULT      # torchvision weights enum name; null for random init
+checkpoint: null      # local state_dict (fine-tuned); with num_classes
+num_classes: null
+layer: null           # dotted module name; null = the default target layer
+"""
+
+
+def main() -> None:
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "model")
+    os.makedirs(conf, exist_ok=True)
+    for name in list_model_names():
+        if name == "efficientnet_lite0":
+            continue
+        with open(os.path.join(conf, f"{name}.yaml"), "w") as f:
+            f.write(TEMPLATE.format(name=name))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The one sample type every dataset yields, and the loading shared by all formats.
+
+Conventions (documented in README):
+- Images are resized to ``image_size``×``image_size`` with PIL bilinear, no crop
+  (torchvision ``Resize((S, S))`` on a PIL image, as wsolevaluation does).
+- GT boxes are ``x0, y0, x1, y1`` in original pixels; they are rescaled to the eval size with
+  ``int()`` truncation of each coordinate (``x * S / w``), as wsolevaluation does.
+- Masks are ``uint8`` at the eval size: 0 background, 1 foreground, 255 ignore.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from ..errors import WsolError
+
+__all__ = ["Record", "Batch", "WsolDataset", "collate", "IGNORE", "rescale_boxes"]
+
+IGNORE = 255
+
+
+@dataclass
+class Record:
+    """One image's annotation, as read from a dataset's metadata (original pixel space)."""
+
+    image_id: str
+    label: int
+    boxes: np.ndarray  # float64 [K, 4] x0, y0, x1, y1; K may be 0 for mask-only datasets
+    size: tuple[int, int] | None = None  # (width, height) from metadata, if the format has it
+    mask_paths: tuple[str, ...] = ()
+    ignore_path: str | None = None
+
+
+@dataclass
+class Batch:
+    """A collated batch. ``boxes`` is padded to the largest box count; ``box_valid`` marks real boxes."""
+
+    images: torch.Tensor  # uint8 [B, 3, S, S]
+    labels: torch.Tensor  # int64 [B]
+    boxes: torch.Tensor  # int64 [B, K, 4] in eval space
+    box_valid: torch.Tensor  # bool [B, K]
+    masks: torch.Tensor | None  # uint8 [B, S, S] or None
+    ids: list[str]
+    sizes: torch.Tensor  # int64 [B, 2] original (width, height)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason) found at load
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def rescale_boxes(boxes: np.ndarray, size: tuple[int, int], image_size: int) -> np.ndarray:
+    """Boxes ``[K, 4]`` from original ``(w, h)`` pixels to the eval size, truncating like wsolevaluation."""
+    w, h = size
+    scale = np.array([image_size / w, image_size / h, image_size / w, image_size / h])
+    return np.trunc(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale).astype(np.int64)
+
+
+def _check_boxes(boxes: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, str | None, int]:
+    """Validate boxes; returns (boxes clipped to the image, skip reason or None, number clipped)."""
+    if boxes.size and not np.isfinite(boxes).all():
+        return boxes, "invalid_box", 0
+    if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+        return boxes, "inverted_box", 0
+    if size is None or not boxes.size:
+        return boxes, None, 0
+    w, h = size
+    if (boxes[:, 0] >= w).any() or (boxes[:, 1] >= h).any() or (boxes[:, 2] < 0).any() or (boxes[:, 3] < 0).any():
+        return boxes, "box_outside_image", 0
+    # x1 == w is legitimate (CUB's x + width); only coordinates beyond the image are clipped.
+    clipped = np.clip(boxes, 0, [w, h, w, h]).astype(np.float64)
+    n_clipped = int((clipped != boxes).any(axis=1).sum())
+    return clipped, None, n_clipped
+
+
+class WsolDataset(Dataset):
+    """Images + labels + boxes (+ masks) from a list of :class:`Record`, with counted skips.
+
+    Records that are unusable (no box where boxes are required, inverted box, class id out of
+    range, missing file) are dropped at construction and counted in :attr:`skipped`; images that
+    cannot be decoded are reported per batch through :attr:`Batch.skipped`.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        image_root: str,
+        *,
+        image_size: int = 224,
+        num_classes: int = 1000,
+        mask_root: str | None = None,
+        requires_boxes: bool = True,
+        check_files: bool = True,
+        name: str = "dataset",
+    ) -> None:
+        self.image_root = image_root
+        self.mask_root = mask_root
+        self.image_size = image_size
+        self.num_classes = num_classes
+        self.name = name
+        self.skipped: Counter[str] = Counter()
+        self.skipped_ids: list[tuple[str, str]] = []
+        self.boxes_clipped = 0
+        self.has_masks = any(r.mask_paths for r in records)
+        kept = []
+        for record in records:
+            reason = self._validate(record, requires_boxes, check_files)
+            if reason is None:
+                kept.append(record)
+            else:
+                self.skipped[reason] += 1
+                self.skipped_ids.append((record.image_id, reason))
+        if not kept:
+            detail = ", ".join(f"{k}={v}" for k, v in self.skipped.items()) or "no records"
+            raise WsolError(f"{name}: no usable images ({detail})")
+        self.records = kept
+
+    def _validate(self, record: Record, requires_boxes: bool, check_files: bool) -> str | None:
+        if not 0 <= record.label < self.num_classes:
+            return "class_id_out_of_range"
+        if requires_boxes and len(record.boxes) == 0:
+            return "no_boxes"
+        boxes, reason, n_clipped = _check_boxes(np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4), record.size)
+        if reason:
+            return reason
+        record.boxes = boxes
+        self.boxes_clipped += n_clipped
+        if check_files and not os.path.isfile(self._image_path(record)):
+            return "missing_file"
+        return None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _image_path(self, record: Record) -> str:
+        return os.path.join(self.image_root, record.image_id)
+
+    def load_image(self, record: Record) -> Image.Image:
+        """The record's image as RGB (grayscale, palette, CMYK and RGBA are converted)."""
+        with Image.open(self._image_path(record)) as img:
+            img.load()
+            return img.convert("RGB")
+
+    def load_mask(self, record: Record) -> np.ndarray | None:
+        """The union of the record's foreground masks at eval size, ignore pixels set to 255."""
+        if not record.mask_paths:
+            return None
+        size = (self.image_size, self.image_size)
+        fg = np.zeros(size, dtype=bool)
+        for path in record.mask_paths:
+            with Image.open(os.path.join(self.mask_root or "", path)) as m:
+                fg |= np.asarray(m.convert("L").resize(size, Image.NEAREST)) > 127
+        mask = fg.astype(np.uint8)
+        if record.ignore_path:
+            with Image.open(os.path.join(self.mask_root or "", record.ignore_path)) as m:
+                ignore = np.asarray(m.convert("L").resize(size, Image.NEAREST)) > 127
+            mask[ignore & ~fg] = IGNORE
+        return mask
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        try:
+            image = self.load_image(record)
+            mask = self.load_mask(record)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            return {"id": record.image_id, "skip": "unreadable_image"}
+        size = record.size or image.size
+        resized = image.resize((self.image_size, self.image_size), Image.BILINEAR)
+        return {
+            "id": record.image_id,
+            "image": torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1),
+            "label": record.label,
+            "boxes": torch.from_numpy(rescale_boxes(record.boxes, size, self.image_size)),
+            "mask": None if mask is None else torch.from_numpy(mask),
+            "size": size,
+        }
+
+
+def collate(samples: list[dict]) -> Batch:
+    """Stack samples into a :class:`Batch`, padding boxes and passing skipped samples through."""
+    skipped = [(s["id"], s["skip"]) for s in samples if "skip" in s]
+    samples = [s for s in samples if "skip" not in s]
+    k = max((len(s["boxes"]) for s in samples), default=0)
+    boxes = torch.zeros(len(samples), max(k, 1), 4, dtype=torch.int64)
+    valid = torch.zeros(len(samples), max(k, 1), dtype=torch.bool)
+    for i, s in enumerate(samples):
+        boxes[i, : len(s["boxes"])] = s["boxes"]
+        valid[i, : len(s["boxes"])] = True
+    has_mask = bool(samples) and samples[0]["mask"] is not None
+    return Batch(
+        images=torch.stack([s["image"] for s in samples]) if samples else torch.zeros(0, 3, 1, 1, dtype=torch.uint8),
+        labels=torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+        boxes=boxes,
+        box_valid=valid,
+        masks=torch.stack([s["mask"] for s in samples]) if has_mask else None,
+        ids=[s["id"] for s in samples],
+        sizes=torch.tensor([list(s["size"]) for s in samples], dtype=torch.int64).reshape(-1, 2),
+        skipped=skipped,
+    )
+
+
+def require_dir(path: str | None, what: str) -> str:
+    """``path`` if it is an existing directory, else a one-line :class:`WsolError`."""
+    if not path:
+        raise WsolError(f"{what} is not set (pass dataset.root=/path/to/data)")
+    path = os.path.expanduser(str(path))
+    if not os.path.isdir(path):
+        raise WsolError(f"{what} does not exist: {path}")
+    return path
+
+
+def require_file(path: str, what: str) -> str:
+    if not os.path.isfile(path):
+        raise WsolError(f"{what} not found: {path}")
+    return path

@@ -1,0 +1,90 @@
+"""The metadata layout of clovaai/wsolevaluation (CUB, ILSVRC, OpenImages).
+
+``<metadata_root>/{image_ids,class_labels,image_sizes,localization}.txt``:
+``path``; ``path,int``; ``path,w,h``; ``path,x0,y0,x1,y1`` one line per box, or for OpenImages
+``path,mask.png,ignore.png`` one line per mask with the ignore path on the first line only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from ..errors import WsolError
+from . import DATASETS
+from .base import Record, WsolDataset, require_dir, require_file
+
+__all__ = ["read_wsoleval_metadata", "build_wsoleval"]
+
+
+def _lines(path: str) -> list[list[str]]:
+    with open(path) as f:
+        return [line.strip().split(",") for line in f if line.strip()]
+
+
+def read_wsoleval_metadata(metadata_root: str) -> list[Record]:
+    """Parse one split's metadata folder into records (original pixel space)."""
+    metadata_root = require_dir(metadata_root, "metadata folder")
+    ids = [row[0] for row in _lines(require_file(os.path.join(metadata_root, "image_ids.txt"), "image_ids.txt"))]
+    labels = {row[0]: int(row[1]) for row in _lines(os.path.join(metadata_root, "class_labels.txt"))}
+    sizes_path = os.path.join(metadata_root, "image_sizes.txt")
+    sizes = {r[0]: (int(r[1]), int(r[2])) for r in _lines(sizes_path)} if os.path.isfile(sizes_path) else {}
+    boxes: dict[str, list[list[float]]] = defaultdict(list)
+    masks: dict[str, list[str]] = defaultdict(list)
+    ignores: dict[str, str] = {}
+    loc_path = require_file(os.path.join(metadata_root, "localization.txt"), "localization.txt")
+    for lineno, row in enumerate(_lines(loc_path), 1):
+        if len(row) == 5:
+            try:
+                boxes[row[0]].append([float(v) for v in row[1:]])
+            except ValueError:
+                raise WsolError(f"{loc_path}:{lineno}: box coordinates are not numbers: {','.join(row)}") from None
+        elif len(row) in (2, 3):
+            masks[row[0]].append(row[1])
+            if len(row) == 3 and row[2]:
+                ignores.setdefault(row[0], row[2])
+        else:
+            raise WsolError(f"{loc_path}:{lineno}: expected path,x0,y0,x1,y1 or path,mask[,ignore]; got {','.join(row)}")
+    missing = [i for i in ids if i not in labels]
+    if missing:
+        raise WsolError(f"class_labels.txt has no label for {len(missing)} image(s), e.g. {missing[0]}")
+    return [
+        Record(
+            image_id=i,
+            label=labels[i],
+            boxes=np.asarray(boxes.get(i, []), dtype=np.float64).reshape(-1, 4),
+            size=sizes.get(i),
+            mask_paths=tuple(masks.get(i, ())),
+            ignore_path=ignores.get(i),
+        )
+        for i in ids
+    ]
+
+
+@DATASETS.register("wsoleval")
+def build_wsoleval(
+    *,
+    root: str,
+    metadata_root: str,
+    mask_root: str | None = None,
+    image_size: int = 224,
+    num_classes: int = 1000,
+    limit: int | None = None,
+    **_: object,
+) -> WsolDataset:
+    """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``."""
+    records = read_wsoleval_metadata(metadata_root)[:limit]
+    has_masks = any(r.mask_paths for r in records)
+    if has_masks and mask_root is None:
+        raise WsolError("this split has masks (OpenImages): set dataset.mask_root=/path/to/masks")
+    return WsolDataset(
+        records,
+        require_dir(root, "dataset.root"),
+        image_size=image_size,
+        num_classes=num_classes,
+        mask_root=mask_root,
+        requires_boxes=not has_masks,
+        name="wsoleval",
+    )

@@ -1,0 +1,174 @@
+"""Box metrics: BoxAcc over a threshold sweep, MaxBoxAcc (V1), MaxBoxAccV2, top-1/top-5/GT-known loc.
+
+Definitions (Choe et al., *Evaluating WSOL Right*, CVPR 2020, and its reference code):
+- IoU with the inclusive pixel convention, area ``(x1 - x0 + 1)(y1 - y0 + 1)``;
+- an image is a hit at ``(t, δ)`` when the best IoU over (its boxes at ``t``) × (its GT boxes) is ``≥ δ/100``;
+- BoxAcc(t, δ) = hits / images; MaxBoxAcc = max over one dataset-wide ``t`` of BoxAcc(t, 50) with the
+  largest component; MaxBoxAccV2 = mean over δ ∈ {30, 50, 70} of max_t BoxAcc(t, δ) with all components;
+- top-1 loc = hit ∧ top-1 class correct; top-5 loc = hit ∧ GT class in the top 5; GT-known loc = hit;
+  all three at the threshold that maximises GT-known loc (δ = 50, largest component), which in
+  fixed-threshold mode is the one threshold.
+Counts are integers, so shards merge exactly by summing (:meth:`BoxAccumulator.merge`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..localize import component_boxes, threshold_levels
+
+__all__ = ["box_iou", "sweep_ious", "BoxAccumulator", "MODES"]
+
+MODES = ("largest", "all")
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Inclusive IoU ``[M, K]`` of boxes ``[M, 4]`` and ``[K, 4]`` (x0, y0, x1, y1; +1 pixel convention).
+
+    Empty inputs give an empty ``[M, K]`` array.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)[None, :, :]
+    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
+    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    return inter / (area_a + area_b - inter)
+
+
+def sweep_ious(map_u8: np.ndarray, gt_boxes: np.ndarray, levels: np.ndarray) -> dict[str, np.ndarray]:
+    """Best IoUs and the largest box at each cut level of one uint8 map.
+
+    Args:
+        map_u8: ``[H, W]`` quantised map.
+        gt_boxes: ``[K, 4]`` GT boxes in eval space, ``K ≥ 1``.
+        levels: ``[L]`` integer cut levels (foreground = ``map_u8 > level``).
+
+    Returns:
+        ``{"largest": [L], "all": [L]}`` best IoUs (float64) and ``"box": [L, 4]`` the largest
+        component's box at each level.
+    """
+    out = {"largest": np.zeros(len(levels)), "all": np.zeros(len(levels)), "box": np.zeros((len(levels), 4), np.int64)}
+    for j, level in enumerate(levels):
+        boxes, areas = component_boxes(map_u8 > level)
+        ious = box_iou(boxes, gt_boxes).max(axis=1)
+        largest = int(np.argmax(areas))
+        out["largest"][j] = ious[largest]
+        out["all"][j] = ious.max()
+        out["box"][j] = boxes[largest]
+    return out
+
+
+class BoxAccumulator:
+    """Integer hit counts per (mode, threshold, δ), plus optional per-image records.
+
+    Args:
+        thresholds: ``[T]`` thresholds in ``[0, 1)``.
+        iou_thresholds: δ values in percent.
+        keep_records: keep each image's IoUs and largest box per cut level for per-image output.
+    """
+
+    def __init__(self, thresholds: np.ndarray, iou_thresholds=(30, 50, 70), keep_records: bool = True) -> None:
+        self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        self.deltas = tuple(int(d) for d in iou_thresholds)
+        if 50 not in self.deltas:
+            raise ValueError("iou_thresholds must include 50 (MaxBoxAcc and the loc metrics use δ=50)")
+        shape = (len(MODES), len(self.thresholds), len(self.deltas))
+        self.hits = np.zeros(shape, dtype=np.int64)
+        self.hits_top1 = np.zeros(shape, dtype=np.int64)
+        self.hits_top5 = np.zeros(shape, dtype=np.int64)
+        self.count = 0
+        self.keep_records = keep_records
+        self._records: list[dict[str, np.ndarray]] = []
+
+    def update(
+        self,
+        maps_u8: np.ndarray,
+        gt_boxes: np.ndarray,
+        gt_valid: np.ndarray,
+        top1_correct: np.ndarray,
+        top5_correct: np.ndarray,
+    ) -> None:
+        """Add a batch: maps ``[B, H, W]`` uint8, GT boxes ``[B, K, 4]`` with ``gt_valid [B, K]``, flags ``[B]``."""
+        peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
+        levels = threshold_levels(self.thresholds, peaks)  # [B, T]
+        delta = np.array(self.deltas, dtype=np.float64) / 100
+        for i in range(len(maps_u8)):
+            unique, inverse = np.unique(levels[i], return_inverse=True)
+            res = sweep_ious(maps_u8[i], gt_boxes[i][gt_valid[i]], unique)
+            for m, mode in enumerate(MODES):
+                hit = res[mode][inverse][:, None] >= delta[None, :]  # [T, D]
+                self.hits[m] += hit
+                self.hits_top1[m] += hit & bool(top1_correct[i])
+                self.hits_top5[m] += hit & bool(top5_correct[i])
+            if self.keep_records:
+                self._records.append({"peak": peaks[i], "levels": unique, **res})
+        self.count += len(maps_u8)
+
+    def merge(self, other: BoxAccumulator) -> None:
+        """Add another accumulator's counts (shards of one dataset); records are appended."""
+        if not np.array_equal(self.thresholds, other.thresholds) or self.deltas != other.deltas:
+            raise ValueError("cannot merge accumulators with different thresholds or δ")
+        self.hits += other.hits
+        self.hits_top1 += other.hits_top1
+        self.hits_top5 += other.hits_top5
+        self.count += other.count
+        self._records.extend(other._records)
+
+    def box_acc(self, mode: str = "largest") -> np.ndarray:
+        """BoxAcc ``[T, D]`` in percent."""
+        return 100.0 * self.hits[MODES.index(mode)] / max(self.count, 1)
+
+    def best_threshold_index(self) -> int:
+        """Index of the threshold maximising GT-known loc (δ = 50, largest component); first on ties."""
+        return int(np.argmax(self.hits[MODES.index("largest"), :, self.deltas.index(50)]))
+
+    def compute(self) -> dict[str, object]:
+        """MaxBoxAcc, MaxBoxAccV2 and its per-δ parts with their thresholds, and the loc metrics."""
+        if self.count == 0:
+            raise ValueError("no images were accumulated")
+        d50 = self.deltas.index(50)
+        largest, every = self.box_acc("largest"), self.box_acc("all")
+        best = self.best_threshold_index()
+        n = self.count
+        v2_best = every.argmax(axis=0)
+        out: dict[str, object] = {
+            "maxboxacc": float(largest[:, d50].max()),
+            "maxboxacc_threshold": float(self.thresholds[largest[:, d50].argmax()]),
+            "maxboxacc_v2": float(np.mean(every.max(axis=0))),
+            "gt_known_loc": 100.0 * self.hits[0, best, d50] / n,
+            "top1_loc": 100.0 * self.hits_top1[0, best, d50] / n,
+            "top5_loc": 100.0 * self.hits_top5[0, best, d50] / n,
+            "loc_threshold": float(self.thresholds[best]),
+        }
+        for j, d in enumerate(self.deltas):
+            out[f"maxboxacc_v2_iou{d}"] = float(every[v2_best[j], j])
+            out[f"maxboxacc_v2_iou{d}_threshold"] = float(self.thresholds[v2_best[j]])
+        return {k: float(v) for k, v in out.items()}
+
+    def curves(self) -> list[dict[str, float]]:
+        """BoxAcc (GT-known) for every threshold, mode and δ, as rows."""
+        rows = []
+        for m, mode in enumerate(MODES):
+            acc = self.box_acc(mode)
+            for t, thr in enumerate(self.thresholds):
+                for j, d in enumerate(self.deltas):
+                    rows.append({"threshold": float(thr), "mode": mode, "iou": d, "box_acc": float(acc[t, j])})
+        return rows
+
+    def image_results(self) -> list[dict[str, object]]:
+        """Per image, at the loc threshold: best IoU (largest / all components) and the largest box."""
+        t = self.thresholds[self.best_threshold_index()]
+        out = []
+        for rec in self._records:
+            level = int(np.float64(t) * np.float64(rec["peak"]))
+            j = int(np.searchsorted(rec["levels"], level))
+            out.append(
+                {
+                    "iou_largest": float(rec["largest"][j]),
+                    "iou_all": float(rec["all"][j]),
+                    "box": [int(v) for v in rec["box"][j]],
+                }
+            )
+        return out

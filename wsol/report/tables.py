@@ -1,0 +1,71 @@
+"""Paper-style tables (Markdown, LaTeX booktabs, CSV) from runs' metrics."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+
+__all__ = ["METRIC_COLUMNS", "metrics_frame", "format_table"]
+
+# metrics.json key → column header, in table order
+METRIC_COLUMNS = {
+    "top1_cls": "Top-1 Cls",
+    "top5_cls": "Top-5 Cls",
+    "top1_loc": "Top-1 Loc",
+    "top5_loc": "Top-5 Loc",
+    "gt_known_loc": "GT-known Loc",
+    "maxboxacc": "MaxBoxAcc",
+    "maxboxacc_v2": "MaxBoxAccV2",
+    "maxboxacc_v2_iou30": "IoU30",
+    "maxboxacc_v2_iou50": "IoU50",
+    "maxboxacc_v2_iou70": "IoU70",
+}
+ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset": "Dataset"}
+
+
+def metrics_frame(runs: list[dict]) -> pd.DataFrame:
+    """One row per run from dicts with keys ``method, model, layer, dataset, metrics``."""
+    rows = []
+    for run in runs:
+        row = {ID_COLUMNS[k]: run.get(k, "") for k in ID_COLUMNS}
+        row.update({header: run["metrics"].get(key, math.nan) for key, header in METRIC_COLUMNS.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.dropna(axis=1, how="all")
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(frame: pd.DataFrame, fmt: str, digits: int = 2, caption: str = "") -> str:
+    """Render ``frame`` as ``md``, ``tex`` (booktabs) or ``csv``; numbers with ``digits`` decimals."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, float_format=f"%.{digits + 2}f")
+        return buffer.getvalue()
+    cells = [[_cell(v, digits) for v in row] for row in frame.itertuples(index=False)]
+    headers = list(frame.columns)
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in headers]
+    if fmt == "md":
+        align = ["---:" if n else ":---" for n in numeric]
+        lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+        lines += ["| " + " | ".join(r) + " |" for r in cells]
+        return ("" if not caption else caption + "\n\n") + "\n".join(lines) + "\n"
+    if fmt == "tex":
+        def esc(s: str) -> str:
+            return s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+        spec = "".join("r" if n else "l" for n in numeric)
+        lines = [r"\begin{table}[t]", r"\centering"]
+        if caption:
+            lines.append(r"\caption{" + esc(caption) + "}")
+        lines += [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(map(esc, headers)) + r" \\", r"\midrule"]
+        lines += [" & ".join(esc(c) for c in r) + r" \\" for r in cells]
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown table format {fmt!r} (md, tex, csv)")
