@@ -29,7 +29,7 @@ def collect_runs(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
 
 
 def aggregate(root: str, out_dir: str | None = None) -> str:
-    """Write ``table.{md,tex,csv}`` for all runs under ``root`` to ``out_dir`` (default ``root``); return the Markdown."""
+    """Write ``table.{md,tex,csv}`` of all runs under ``root`` into ``out_dir`` (default: root); return the md."""
     runs, failed = collect_runs(root)
     if not runs:
         raise SystemExit(f"error: no finished runs (metrics.json) under {root}")

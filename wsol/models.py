@@ -97,16 +97,17 @@ def _load_checkpoint(module: nn.Module, path: str) -> None:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    result = module.load_state_dict(state, strict=False)
-    shape_errors = [
-        k for k, v in state.items() if k in module.state_dict() and module.state_dict()[k].shape != v.shape
-    ]
-    if result.missing_keys or result.unexpected_keys or shape_errors:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
+    if missing or unexpected or wrong_shape:
         raise WsolError(
-            f"checkpoint {path} does not fit the model: {len(result.missing_keys)} missing keys "
-            f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
-            f"(e.g. {result.unexpected_keys[:2]}); check model.name and model.num_classes"
+            f"checkpoint {path} does not fit the model: {len(missing)} missing keys (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}), {len(wrong_shape)} of another shape "
+            f"(e.g. {wrong_shape[:2]}); check model.name and model.num_classes"
         )
+    module.load_state_dict(state)
 
 
 def _torchvision_model(name: str, weights: str | None, num_classes: int | None) -> tuple[nn.Module, object]:

@@ -143,7 +143,7 @@ def evaluate(cfg: dict) -> EvalResult:
         metrics.pop("gt_known_loc")
         metrics.pop("top5_loc")
     if eval_cfg.get("records", True):
-        for row, res in zip(rows, boxes_acc.image_results()):
+        for row, res in zip(rows, boxes_acc.image_results(), strict=True):
             row.update(res)
     info = {
         "images": n,

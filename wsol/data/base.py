@@ -207,9 +207,9 @@ def collate(samples: list[dict]) -> Batch:
 
 
 def require_dir(path: str | None, what: str) -> str:
-    """``path`` if it is an existing directory, else a one-line :class:`WsolError`."""
+    """``path`` if it is an existing directory, else a one-line :class:`WsolError` naming the key ``what``."""
     if not path:
-        raise WsolError(f"{what} is not set (pass dataset.root=/path/to/data)")
+        raise WsolError(f"{what} is not set (pass {what}=/path/to/folder)")
     path = os.path.expanduser(str(path))
     if not os.path.isdir(path):
         raise WsolError(f"{what} does not exist: {path}")

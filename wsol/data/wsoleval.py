@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -26,8 +26,11 @@ def _lines(path: str) -> list[list[str]]:
 
 def read_wsoleval_metadata(metadata_root: str) -> list[Record]:
     """Parse one split's metadata folder into records (original pixel space)."""
-    metadata_root = require_dir(metadata_root, "metadata folder")
+    metadata_root = require_dir(metadata_root, "dataset.metadata_root")
     ids = [row[0] for row in _lines(require_file(os.path.join(metadata_root, "image_ids.txt"), "image_ids.txt"))]
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    if repeated:
+        raise WsolError(f"image_ids.txt lists {repeated[0]} twice")
     labels = {row[0]: int(row[1]) for row in _lines(os.path.join(metadata_root, "class_labels.txt"))}
     sizes_path = os.path.join(metadata_root, "image_sizes.txt")
     sizes = {r[0]: (int(r[1]), int(r[2])) for r in _lines(sizes_path)} if os.path.isfile(sizes_path) else {}
@@ -46,7 +49,8 @@ def read_wsoleval_metadata(metadata_root: str) -> list[Record]:
             if len(row) == 3 and row[2]:
                 ignores.setdefault(row[0], row[2])
         else:
-            raise WsolError(f"{loc_path}:{lineno}: expected path,x0,y0,x1,y1 or path,mask[,ignore]; got {','.join(row)}")
+            expected = "path,x0,y0,x1,y1 or path,mask[,ignore]"
+            raise WsolError(f"{loc_path}:{lineno}: expected {expected}; got {','.join(row)}")
     missing = [i for i in ids if i not in labels]
     if missing:
         raise WsolError(f"class_labels.txt has no label for {len(missing)} image(s), e.g. {missing[0]}")
@@ -75,13 +79,14 @@ def build_wsoleval(
     **_: object,
 ) -> WsolDataset:
     """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``."""
+    root = require_dir(root, "dataset.root")
     records = read_wsoleval_metadata(metadata_root)[:limit]
     has_masks = any(r.mask_paths for r in records)
     if has_masks and mask_root is None:
         raise WsolError("this split has masks (OpenImages): set dataset.mask_root=/path/to/masks")
     return WsolDataset(
         records,
-        require_dir(root, "dataset.root"),
+        root,
         image_size=image_size,
         num_classes=num_classes,
         mask_root=mask_root,

@@ -150,7 +150,7 @@ class BoxAccumulator:
     def curves(self) -> list[dict[str, float]]:
         """BoxAcc (GT-known) for every threshold, mode and δ, as rows."""
         rows = []
-        for m, mode in enumerate(MODES):
+        for mode in MODES:
             acc = self.box_acc(mode)
             for t, thr in enumerate(self.thresholds):
                 for j, d in enumerate(self.deltas):

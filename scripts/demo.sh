@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job on the embedded offline default: CAM, Grad-CAM and Grad-CAM++ on the demo set with
+# EfficientNet-Lite0, one Hydra multirun, aggregated into results/demo/table.{md,tex,csv}.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+rm -rf multirun/demo
+python -m wsol.run -m method=cam,gradcam,gradcampp hydra.sweep.dir=multirun/demo "$@"
+python -m wsol.aggregate multirun/demo --out results/demo

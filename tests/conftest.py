@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny images on disk and toy networks with a known structure."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "wsolevaluation")
+
+
+def write_image(path: str, size=(40, 30), mode: str = "RGB", seed: int = 0) -> str:
+    """A random image of ``size`` (w, h) in PIL ``mode``, saved at ``path`` (format from the suffix)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "CMYK": 4, "L": 1}[mode]
+    data = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    image = Image.fromarray(data[..., 0] if channels == 1 else data, mode=mode if mode != "CMYK" else None)
+    if mode == "CMYK":
+        image = Image.fromarray(data[..., :3]).convert("CMYK")
+    image.save(path)
+    return path
+
+
+class ToyCamNet(nn.Module):
+    """conv → ReLU → GAP → FC: the architecture CAM needs; ``features`` is the hooked layer."""
+
+    def __init__(self, channels: int = 4, classes: int = 3, inplace: bool = False, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.features = nn.ReLU(inplace=inplace)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(self.conv(x))), 1))
+
+
+@pytest.fixture
+def toy_net() -> ToyCamNet:
+    return ToyCamNet()

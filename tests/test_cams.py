@@ -1,0 +1,168 @@
+"""CAM formulas against hand-computed values and analytic invariants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import ToyCamNet
+from torch import nn
+
+from wsol.cams import build_method
+from wsol.cams.core import capture_activations
+from wsol.cams.gradcam import gradcampp_alpha
+from wsol.errors import WsolError
+from wsol.localize import minmax_normalize
+
+
+class IdentityHead(nn.Module):
+    """logits = W · mean_hw(A) with A = the input itself (hooked at ``features``): g = W[c] / hw exactly."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        self.fc.weight.data.copy_(weight)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+class SquareHead(nn.Module):
+    """S_c = Σ_k v_ck Σ_ij A_kij²: the gradient 2 v_ck A_kij varies over pixels."""
+
+    def __init__(self, v: torch.Tensor) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.v = v
+
+    def forward(self, x):
+        return (self.features(x).pow(2).sum(dim=(2, 3))) @ self.v.T
+
+
+def test_cam_and_gradcam_hand_values():
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[4.0, 0.0], [1.0, 1.0]]]])  # [1, 2, 2, 2]
+    w = torch.tensor([[1.0, -1.0], [0.5, 2.0]])
+    net = IdentityHead(w)
+    cam = build_method("cam", net, "features")(a, torch.tensor([1]))
+    # class 1: 0.5*A0 + 2*A1 = [[8.5, 1], [3.5, 4]]
+    assert cam.maps[0].tolist() == [[8.5, 1.0], [3.5, 4.0]]
+    grad = build_method("gradcam", net, "features")(a, torch.tensor([1]))
+    # g = W[1] / 4 everywhere → weights (0.125, 0.5): the CAM map / 4
+    assert torch.allclose(grad.maps[0], torch.tensor([[8.5, 1.0], [3.5, 4.0]]) / 4)
+    # class 0: A0 - A1 = [[-3, 2], [2, 3]] → ReLU
+    cam0 = build_method("cam", net, "features")(a, torch.tensor([0]))
+    assert cam0.maps[0].tolist() == [[0.0, 2.0], [2.0, 3.0]]
+    raw = build_method("cam", net, "features", relu=False)(a, torch.tensor([0]))
+    assert raw.maps[0].tolist() == [[-3.0, 2.0], [2.0, 3.0]]
+
+
+def test_gradcampp_hand_values():
+    # one channel, two pixels A = [1, 2], v = 1 → g = 2A = [2, 4], ΣA = 3
+    # α = g² / (2g² + ΣA g³): 4 / (8 + 24) = 0.125 and 16 / (32 + 192) = 1/14
+    # w = 0.125 * 2 + 4/14 = 0.25 + 0.285714... ; map = w * A
+    a = torch.tensor([[[[1.0, 2.0]]]])
+    net = SquareHead(torch.tensor([[1.0]]))
+    out = build_method("gradcampp", net, "features")(a, torch.tensor([0]))
+    w = 0.125 * 2 + (1 / 14) * 4
+    assert out.maps[0, 0].tolist() == pytest.approx([w * 1, w * 2], rel=1e-6)
+
+
+def test_gradcampp_alpha_zero_where_denominator_vanishes():
+    a = torch.ones(1, 1, 1, 2)
+    g = torch.tensor([[[[0.0, 1.0]]]])
+    alpha = gradcampp_alpha(a, g)
+    # pixel 0: g = 0 → 0 (not NaN); pixel 1: 1 / (2 + 2*1) = 0.25
+    assert alpha.flatten().tolist() == [0.0, 0.25]
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_cam_equals_gradcam_at_a_gap_fc_layer(inplace):
+    net = ToyCamNet(inplace=inplace)
+    x = torch.randn(3, 3, 7, 7)
+    labels = torch.tensor([0, 2, 1])
+    cam = build_method("cam", net, "features")(x, labels).maps
+    grad = build_method("gradcam", net, "features")(x, labels).maps
+    # g is spatially constant (W[c] / hw), so Grad-CAM = CAM / hw exactly, and equal after min-max
+    assert torch.allclose(grad, cam / 49, atol=1e-6)
+    assert torch.allclose(minmax_normalize(cam)[0], minmax_normalize(grad)[0], atol=1e-5)
+
+
+def test_inplace_relu_after_hooked_layer_does_not_corrupt_activations():
+    net = ToyCamNet(inplace=True)
+    x = torch.randn(2, 3, 5, 5)
+    expected = net.conv(x)
+    with capture_activations(net.conv) as store:
+        net(x)
+    assert (store["activations"] < 0).any()  # the stored conv output kept its negative values
+    assert torch.allclose(store["activations"], expected)
+    # Grad-CAM at the conv (before the in-place ReLU) is the same with and without in-place
+    ref = ToyCamNet(inplace=False)
+    labels = torch.tensor([1, 0])
+    a = build_method("gradcam", net, "conv")(x, labels).maps
+    b = build_method("gradcam", ref, "conv")(x, labels).maps
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_hooks_removed_and_modes_restored_even_on_error():
+    net = ToyCamNet()
+    net.train()
+    method = build_method("gradcampp", net, "features")
+    method(torch.randn(2, 3, 5, 5), torch.tensor([0, 1]))
+    assert net.training and all(m.training for m in net.modules())
+    assert not any(m._forward_hooks for m in net.modules())
+    with pytest.raises(WsolError):
+        method(torch.randn(2, 3, 5, 5), None, target="gt")
+    with pytest.raises(RuntimeError):
+        method(torch.randn(2, 5, 5, 5), torch.tensor([0, 1]))  # wrong channel count fails inside forward
+    assert not any(m._forward_hooks for m in net.modules())
+    assert net.training
+
+
+@pytest.mark.parametrize("name", ["cam", "gradcam", "gradcampp"])
+def test_batch_invariance_and_determinism(name):
+    net = ToyCamNet(channels=6, classes=4)
+    x = torch.randn(5, 3, 9, 9)
+    labels = torch.tensor([3, 0, 1, 2, 1])
+    method = build_method(name, net, "features")
+    batch = method(x, labels).maps
+    for i in range(5):
+        alone = method(x[i : i + 1], labels[i : i + 1]).maps[0]
+        assert torch.allclose(alone, batch[i], atol=1e-5)
+    assert torch.equal(method(x, labels).maps, batch)
+
+
+def test_per_sample_targets_top1_vs_gt():
+    net = ToyCamNet(classes=3)
+    x = torch.randn(4, 3, 6, 6)
+    method = build_method("gradcam", net, "features")
+    top1 = method(x, target="top1")
+    assert torch.equal(top1.targets, top1.logits.argmax(1))
+    for c in range(3):
+        forced = method(x, torch.full((4,), c))
+        same = top1.targets == c
+        assert torch.allclose(forced.maps[same], top1.maps[same])
+        assert (forced.targets == c).all()
+
+
+def test_gradients_flow_with_frozen_parameters():
+    net = ToyCamNet()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    out = build_method("gradcam", net, "features")(torch.randn(2, 3, 5, 5), torch.tensor([0, 1]))
+    assert torch.isfinite(out.maps).all()
+
+
+def test_cam_needs_a_gap_fc_layer():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 2))
+    with pytest.raises(WsolError, match="CAM needs"):
+        build_method("cam", net, "1")(torch.randn(1, 3, 5, 5), torch.tensor([0]))
+    assert build_method("cam", net, "2")(torch.randn(1, 3, 5, 5), torch.tensor([0])).maps.shape == (1, 3, 3)
+
+
+def test_unknown_method_and_layer_errors():
+    net = ToyCamNet()
+    with pytest.raises(WsolError, match="did you mean: gradcam"):
+        build_method("gradcm", net, "features")
+    with pytest.raises(WsolError, match="close names: features"):
+        build_method("gradcam", net, "feature")

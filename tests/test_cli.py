@@ -1,0 +1,88 @@
+"""End-to-end: ``python -m wsol.run`` as a user types it (marked slow; run in CI)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def wsol(*args: str, module: str = "wsol.run") -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_default_run_writes_the_run_folder(tmp_path):
+    out = tmp_path / "run"
+    proc = wsol(f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| gradcam | efficientnet_lite0 | features | demo |" in proc.stdout
+    for name in ("config.yaml", "metrics.json", "per_image.csv", "curves.csv", "table.md", "table.tex", "table.csv"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "metrics.json").read_text())
+    m = summary["metrics"]
+    assert summary["images"] == 120 and summary["skipped"] == {} and summary["layer"] == "features"
+    assert 0 < m["maxboxacc_v2"] < 100 and 0 < m["top1_cls"] < 100
+    assert m["maxboxacc"] == m["gt_known_loc"] >= m["top5_loc"] >= m["top1_loc"]
+    assert m["maxboxacc_v2"] == pytest.approx(
+        (m["maxboxacc_v2_iou30"] + m["maxboxacc_v2_iou50"] + m["maxboxacc_v2_iou70"]) / 3
+    )
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert len(rows) == 120 and {"id", "label", "prediction", "iou_largest", "box"} <= set(rows[0])
+    # the per-image records reproduce the GT-known count at the loc threshold
+    hits = sum(float(r["iou_largest"]) >= 0.5 for r in rows)
+    assert 100 * hits / 120 == pytest.approx(m["gt_known_loc"])
+    curves = list(csv.DictReader((out / "curves.csv").open()))
+    assert len(curves) == 100 * 2 * 3
+    assert "interval: 0.01" in (out / "config.yaml").read_text()
+    assert r"\toprule" in (out / "table.tex").read_text()
+
+
+def test_multirun_over_methods_and_aggregate(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = wsol("-m", "method=cam,gradcam,gradcampp", "limit=40", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = {d: json.loads((sweep / d / "metrics.json").read_text()) for d in os.listdir(sweep) if "=" in d}
+    assert sorted(runs) == ["limit=40,method=cam", "limit=40,method=gradcam", "limit=40,method=gradcampp"]
+    cam, grad, pp = (runs[f"limit=40,method={m}"]["metrics"] for m in ("cam", "gradcam", "gradcampp"))
+    # at a layer that feeds GAP → FC, CAM and Grad-CAM give the same maps; Grad-CAM++ does not
+    assert cam == grad
+    assert pp["maxboxacc_v2"] != grad["maxboxacc_v2"]
+    table = (sweep / "table.md").read_text()
+    assert table.count("| efficientnet_lite0 |") == 3
+    assert "Failed" not in table
+    again = wsol(str(sweep), module="wsol.aggregate")
+    assert again.returncode == 0 and again.stdout.count("efficientnet_lite0") == 3
+
+
+def test_gradcampp_and_fixed_threshold(tmp_path):
+    proc = wsol("method=gradcampp", "localize=fixed", "localize.threshold=0.2", "limit=16", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["num_thresholds"] == 1 and summary["metrics"]["loc_threshold"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dataset=wsoleval", "dataset.root=/nonexistent"], "error: dataset.root does not exist"),
+        (["method=gradcamm"], "error: unknown method 'gradcamm'; did you mean: gradcam"),
+        (["model.layer=features.99"], "error: no layer 'features.99'"),
+        (["device=cuda"] if not __import__("torch").cuda.is_available() else ["eval.target=x"], "error: "),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, message):
+    proc = wsol(*args, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1
