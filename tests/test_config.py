@@ -21,20 +21,21 @@ def test_model_configs_match_torchvision():
     assert _choices("model") == sorted(list_model_names())
 
 
-@pytest.mark.parametrize("group", ["dataset", "model", "method", "localize"])
+@pytest.mark.parametrize("group", ["dataset", "model", "method", "localize", "protocol"])
 def test_every_choice_composes(group):
     with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
         for choice in _choices(group):
             cfg = compose("config", overrides=[f"{group}={choice}"])
-            assert cfg[group].get("name", choice) is not None
-            if group != "localize":
+            if group == "protocol":
+                assert cfg.table.protocol == choice
+            elif group != "localize":
                 assert cfg[group].name == choice
 
 
 def test_method_configs_match_registry():
     from wsol.cams import METHODS
 
-    assert _choices("method") == METHODS.names()
+    assert _choices("method") == sorted([*METHODS.names(), "from_files"])  # from_files: maps, no model
 
 
 def test_check_group_choices():

@@ -34,9 +34,11 @@ def aggregate(root: str, out_dir: str | None = None) -> str:
     if not runs:
         raise SystemExit(f"error: no finished runs (metrics.json) under {root}")
     runs.sort(key=lambda r: (r.get("dataset", ""), r.get("model", ""), r.get("layer", ""), r.get("method", "")))
-    frame = metrics_frame(runs)
+    column_sets = {tuple(r.get("columns") or ()) for r in runs}
+    frame = metrics_frame(runs, list(column_sets.pop()) if len(column_sets) == 1 else None)
     out_dir = out_dir or root
-    caption = f"{runs[0].get('dataset')}, {runs[0].get('images')} images"
+    protocols = sorted({str(r.get("protocol")) for r in runs})
+    caption = f"{runs[0].get('dataset')}, {runs[0].get('images')} images, protocol {', '.join(protocols)}"
     texts = {fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "") for fmt in ("md", "tex", "csv")}
     if failed:
         texts["md"] += "\nFailed or unfinished runs:\n" + "".join(f"- {d}: {r}\n" for d, r in failed)

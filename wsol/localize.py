@@ -6,9 +6,16 @@ Conventions (wsolevaluation's, see README):
 - a map is quantised to ``uint8`` as ``int(map * 255)``; at threshold ``t`` the foreground is the
   pixels **strictly greater** than ``int(t * max(uint8 map))``, so a sweep has at most 256
   distinct masks, one per *level*;
-- each 8-connected component gives the box ``(x_min, y_min, x_max + 1, y_max + 1)`` with the far
-  corner clipped to ``(W - 1, H - 1)`` — what ``cv2.boundingRect`` gives the reference; an empty
-  foreground gives the box ``(0, 0, 0, 0)``.
+- boxes come from one of two backends, each box ``(x, y, x + w, y + h)`` of a region's bounding
+  rectangle ``(x, y, w, h)`` with the far corner clipped to ``(W - 1, H - 1)``; an empty foreground
+  gives the box ``(0, 0, 0, 0)``:
+
+  ``cc``        8-connected components (scikit-image); *largest* = most pixels;
+  ``contours``  the reference's ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``: outer
+                *and hole* contours; *largest* = largest ``cv2.contourArea`` (first on ties).
+
+  The two agree on foregrounds without holes; a hole adds a (smaller) contour box under
+  ``contours``, and polygon area can rank regions differently from pixel count.
 """
 
 from __future__ import annotations
@@ -26,16 +33,21 @@ __all__ = [
     "sweep_thresholds",
     "threshold_levels",
     "component_boxes",
+    "contour_boxes",
+    "region_boxes",
     "level_boxes",
+    "BOX_BACKENDS",
 ]
 
 EMPTY_BOX = np.zeros((1, 4), dtype=np.int64)
 
 
 def upsample(maps: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:
-    """``[B, h, w]`` → ``[B, size, size]`` (``align_corners=False``)."""
+    """``[B, h, w]`` → ``[B, size, size]`` (``align_corners=False``); maps already at ``size`` pass unchanged."""
     if mode not in ("bicubic", "bilinear", "nearest"):
         raise WsolError(f"localize.resize must be bicubic, bilinear or nearest, got {mode!r}")
+    if maps.shape[-2:] == (size, size):
+        return maps.float()
     kwargs = {} if mode == "nearest" else {"align_corners": False}
     return F.interpolate(maps[:, None].float(), size=(size, size), mode=mode, **kwargs)[:, 0]
 
@@ -74,6 +86,13 @@ def threshold_levels(thresholds: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     )
 
 
+def _clip_far_corner(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Clip ``x1, y1`` of ``(x, y, x + w, y + h)`` boxes to ``(W - 1, H - 1)``, as the reference does."""
+    boxes[:, 2] = np.minimum(boxes[:, 2], shape[1] - 1)
+    boxes[:, 3] = np.minimum(boxes[:, 3], shape[0] - 1)
+    return boxes
+
+
 def component_boxes(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boxes ``[M, 4]`` and pixel areas ``[M]`` of the 8-connected components of a bool ``[H, W]`` mask.
 
@@ -85,20 +104,48 @@ def component_boxes(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels, count = label(foreground, connectivity=2, return_num=True)
     if count == 0:
         return EMPTY_BOX.copy(), np.zeros(1, dtype=np.int64)
-    h, w = foreground.shape
     slices = ndimage.find_objects(labels)
-    boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], dtype=np.int64)
-    boxes[:, 2] = np.minimum(boxes[:, 2], w - 1)
-    boxes[:, 3] = np.minimum(boxes[:, 3], h - 1)
+    boxes = _clip_far_corner(
+        np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], dtype=np.int64), foreground.shape
+    )
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     return boxes, areas
 
 
-def level_boxes(map_u8: np.ndarray, level: int, mode: str) -> np.ndarray:
-    """Boxes of ``map_u8 > level``: all components (``mode="all"``) or the largest one (``"largest"``)."""
-    boxes, areas = component_boxes(map_u8 > level)
+def contour_boxes(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``[M, 4]`` and ``cv2.contourArea`` ``[M]`` of the reference's contours of a bool ``[H, W]`` mask.
+
+    ``RETR_TREE`` returns hole contours too, so a ring gives its outer box and its hole's box.
+    No contour gives one box ``(0, 0, 0, 0)`` of area 0.
+    """
+    import cv2
+
+    binary = foreground.astype(np.uint8) * 255
+    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) == 0:
+        return EMPTY_BOX.copy(), np.zeros(1)
+    rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64).reshape(-1, 4)
+    rects[:, 2:] += rects[:, :2]  # (x, y, w, h) → (x, y, x + w, y + h)
+    boxes = _clip_far_corner(rects, foreground.shape)
+    return boxes, np.array([cv2.contourArea(c) for c in contours])
+
+
+BOX_BACKENDS = {"cc": component_boxes, "contours": contour_boxes}
+
+
+def region_boxes(foreground: np.ndarray, backend: str = "cc") -> tuple[np.ndarray, int]:
+    """All boxes ``[M, 4]`` of a bool mask and the index of the largest, with the chosen backend."""
+    if backend not in BOX_BACKENDS:
+        raise WsolError(f"localize.backend must be one of {', '.join(BOX_BACKENDS)}, got {backend!r}")
+    boxes, sizes = BOX_BACKENDS[backend](foreground)
+    return boxes, int(np.argmax(sizes))
+
+
+def level_boxes(map_u8: np.ndarray, level: int, mode: str, backend: str = "cc") -> np.ndarray:
+    """Boxes of ``map_u8 > level``: all regions (``mode="all"``) or the largest one (``"largest"``)."""
+    boxes, largest = region_boxes(map_u8 > level, backend)
     if mode == "all":
         return boxes
     if mode == "largest":
-        return boxes[[int(np.argmax(areas))]]
+        return boxes[[largest]]
     raise WsolError(f"box mode must be largest or all, got {mode!r}")

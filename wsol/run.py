@@ -20,7 +20,7 @@ __all__ = ["main", "run", "check_group_choices", "CONF_DIR"]
 
 log = logging.getLogger("wsol")
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
-GROUPS = ("dataset", "model", "method", "localize")
+GROUPS = ("dataset", "model", "method", "localize", "protocol")
 
 
 def check_group_choices(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
@@ -40,7 +40,10 @@ def run(cfg: DictConfig, run_dir: str) -> dict:
     """Evaluate ``cfg`` and write the run folder; returns the summary written to ``metrics.json``."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     result = evaluate(plain)
+    columns = list(cfg.table.columns) if cfg.table.get("columns") else None
     summary = {
+        "protocol": cfg.table.get("protocol"),
+        "columns": columns,
         "method": cfg.method.name,
         "model": cfg.model.name,
         "layer": result.info["layer"],
@@ -48,8 +51,11 @@ def run(cfg: DictConfig, run_dir: str) -> dict:
         "metrics": result.metrics,
         **{k: v for k, v in result.info.items() if k != "layer"},
     }
-    frame = metrics_frame([summary])
-    caption = f"{cfg.dataset.name}, {result.info['images']} images, target={result.info['target']}"
+    frame = metrics_frame([summary], columns)
+    caption = (
+        f"{cfg.dataset.name}, {result.info['images']} images, protocol {cfg.table.get('protocol')}, "
+        f"target={result.info['target']}"
+    )
     tables = {fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "") for fmt in ("md", "tex", "csv")}
     write_run(
         run_dir,
@@ -61,9 +67,10 @@ def run(cfg: DictConfig, run_dir: str) -> dict:
     )
     print(tables["md"], flush=True)
     skipped = sum(result.info["skipped"].values())
+    headline = ", ".join(f"{k} {result.metrics[k]:.2f}" for k in ("maxboxacc_v2", "pxap") if k in result.metrics)
     log.info(
-        "%s on %s: MaxBoxAccV2 %.2f, %d images, %d skipped, written to %s",
-        cfg.method.name, cfg.model.name, result.metrics["maxboxacc_v2"], result.info["images"], skipped, run_dir,
+        "%s on %s: %s, %d images, %d skipped, written to %s",
+        cfg.method.name, cfg.model.name, headline, result.info["images"], skipped, run_dir,
     )
     return summary
 

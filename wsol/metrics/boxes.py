@@ -13,11 +13,13 @@ Counts are integers, so shards merge exactly by summing (:meth:`BoxAccumulator.m
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
-from ..localize import component_boxes, threshold_levels
+from ..localize import region_boxes, threshold_levels
 
-__all__ = ["box_iou", "sweep_ious", "BoxAccumulator", "MODES"]
+__all__ = ["box_iou", "level_region_boxes", "sweep_ious", "BoxAccumulator", "MODES"]
 
 MODES = ("largest", "all")
 
@@ -37,27 +39,38 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return inter / (area_a + area_b - inter)
 
 
-def sweep_ious(map_u8: np.ndarray, gt_boxes: np.ndarray, levels: np.ndarray) -> dict[str, np.ndarray]:
+def level_region_boxes(map_u8: np.ndarray, levels: np.ndarray, backend: str = "cc") -> tuple[np.ndarray, ...]:
+    """Every region box of ``map_u8 > level`` for each level, concatenated.
+
+    Returns ``(boxes [N, 4], starts [L], largest [L])``: level ``j`` owns ``boxes[starts[j]:starts[j+1]]``
+    and its largest region is ``boxes[largest[j]]``.
+    """
+    per_level = [region_boxes(map_u8 > level, backend) for level in levels]
+    counts = np.array([len(b) for b, _ in per_level])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    largest = starts + np.array([i for _, i in per_level], dtype=np.int64)
+    return np.concatenate([b for b, _ in per_level]), starts, largest
+
+
+def sweep_ious(
+    map_u8: np.ndarray, gt_boxes: np.ndarray, levels: np.ndarray, backend: str = "cc", regions=None
+) -> dict[str, np.ndarray]:
     """Best IoUs and the largest box at each cut level of one uint8 map.
 
     Args:
         map_u8: ``[H, W]`` quantised map.
         gt_boxes: ``[K, 4]`` GT boxes in eval space, ``K ≥ 1``.
         levels: ``[L]`` integer cut levels (foreground = ``map_u8 > level``).
+        backend: ``cc`` (connected components) or ``contours`` (the reference's, with holes).
+        regions: :func:`level_region_boxes` of this map and levels, if already computed.
 
     Returns:
         ``{"largest": [L], "all": [L]}`` best IoUs (float64) and ``"box": [L, 4]`` the largest
-        component's box at each level.
+        region's box at each level.
     """
-    out = {"largest": np.zeros(len(levels)), "all": np.zeros(len(levels)), "box": np.zeros((len(levels), 4), np.int64)}
-    for j, level in enumerate(levels):
-        boxes, areas = component_boxes(map_u8 > level)
-        ious = box_iou(boxes, gt_boxes).max(axis=1)
-        largest = int(np.argmax(areas))
-        out["largest"][j] = ious[largest]
-        out["all"][j] = ious.max()
-        out["box"][j] = boxes[largest]
-    return out
+    boxes, starts, largest = regions if regions is not None else level_region_boxes(map_u8, levels, backend)
+    ious = box_iou(boxes, gt_boxes).max(axis=1)
+    return {"largest": ious[largest], "all": np.maximum.reduceat(ious, starts), "box": boxes[largest]}
 
 
 class BoxAccumulator:
@@ -67,9 +80,13 @@ class BoxAccumulator:
         thresholds: ``[T]`` thresholds in ``[0, 1)``.
         iou_thresholds: δ values in percent.
         keep_records: keep each image's IoUs and largest box per cut level for per-image output.
+        backend: box backend, see :mod:`wsol.localize`.
     """
 
-    def __init__(self, thresholds: np.ndarray, iou_thresholds=(30, 50, 70), keep_records: bool = True) -> None:
+    def __init__(
+        self, thresholds: np.ndarray, iou_thresholds=(30, 50, 70), keep_records: bool = True, backend: str = "cc"
+    ) -> None:
+        self.backend = backend
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.deltas = tuple(int(d) for d in iou_thresholds)
         if 50 not in self.deltas:
@@ -79,6 +96,9 @@ class BoxAccumulator:
         self.hits_top1 = np.zeros(shape, dtype=np.int64)
         self.hits_top5 = np.zeros(shape, dtype=np.int64)
         self.count = 0
+        self.has_classes = True
+        self._cache_key: bytes | None = None
+        self._cache: tuple[np.ndarray, ...] = ()
         self.keep_records = keep_records
         self._records: list[dict[str, np.ndarray]] = []
 
@@ -87,16 +107,22 @@ class BoxAccumulator:
         maps_u8: np.ndarray,
         gt_boxes: np.ndarray,
         gt_valid: np.ndarray,
-        top1_correct: np.ndarray,
-        top5_correct: np.ndarray,
+        top1_correct: np.ndarray | None = None,
+        top5_correct: np.ndarray | None = None,
     ) -> None:
-        """Add a batch: maps ``[B, H, W]`` uint8, GT boxes ``[B, K, 4]`` with ``gt_valid [B, K]``, flags ``[B]``."""
+        """Add a batch: maps ``[B, H, W]`` uint8, GT boxes ``[B, K, 4]`` with ``gt_valid [B, K]``, flags ``[B]``.
+
+        Without class flags (maps from files) only the GT-known metrics are computed.
+        """
+        if top1_correct is None or top5_correct is None:
+            self.has_classes = False
+            top1_correct = top5_correct = np.zeros(len(maps_u8), dtype=bool)
         peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
         levels = threshold_levels(self.thresholds, peaks)  # [B, T]
         delta = np.array(self.deltas, dtype=np.float64) / 100
         for i in range(len(maps_u8)):
             unique, inverse = np.unique(levels[i], return_inverse=True)
-            res = sweep_ious(maps_u8[i], gt_boxes[i][gt_valid[i]], unique)
+            res = sweep_ious(maps_u8[i], gt_boxes[i][gt_valid[i]], unique, regions=self._regions(maps_u8[i], unique))
             for m, mode in enumerate(MODES):
                 hit = res[mode][inverse][:, None] >= delta[None, :]  # [T, D]
                 self.hits[m] += hit
@@ -106,6 +132,13 @@ class BoxAccumulator:
                 self._records.append({"peak": peaks[i], "levels": unique, **res})
         self.count += len(maps_u8)
 
+    def _regions(self, map_u8: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Region boxes per level, reused when consecutive maps are identical (e.g. a fixed baseline map)."""
+        key = hashlib.blake2b(map_u8.tobytes() + levels.tobytes(), digest_size=16).digest()
+        if self._cache_key != key:
+            self._cache_key, self._cache = key, level_region_boxes(map_u8, levels, self.backend)
+        return self._cache
+
     def merge(self, other: BoxAccumulator) -> None:
         """Add another accumulator's counts (shards of one dataset); records are appended."""
         if not np.array_equal(self.thresholds, other.thresholds) or self.deltas != other.deltas:
@@ -114,6 +147,7 @@ class BoxAccumulator:
         self.hits_top1 += other.hits_top1
         self.hits_top5 += other.hits_top5
         self.count += other.count
+        self.has_classes &= other.has_classes
         self._records.extend(other._records)
 
     def box_acc(self, mode: str = "largest") -> np.ndarray:
@@ -145,6 +179,11 @@ class BoxAccumulator:
         for j, d in enumerate(self.deltas):
             out[f"maxboxacc_v2_iou{d}"] = float(every[v2_best[j], j])
             out[f"maxboxacc_v2_iou{d}_threshold"] = float(self.thresholds[v2_best[j]])
+        if self.has_classes:
+            out["top1_loc_err"] = 100.0 - out["top1_loc"]
+            out["top5_loc_err"] = 100.0 - out["top5_loc"]
+        else:
+            del out["top1_loc"], out["top5_loc"]
         return {k: float(v) for k, v in out.items()}
 
     def curves(self) -> list[dict[str, float]]:

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "metrics_frame", "format_table"]
+__all__ = ["METRIC_COLUMNS", "DEFAULT_COLUMNS", "metrics_frame", "format_table"]
 
 # metrics.json key → column header, in table order
 METRIC_COLUMNS = {
@@ -21,16 +21,30 @@ METRIC_COLUMNS = {
     "maxboxacc_v2_iou30": "IoU30",
     "maxboxacc_v2_iou50": "IoU50",
     "maxboxacc_v2_iou70": "IoU70",
+    "top1_loc_err": "Top-1 Loc Err",
+    "top5_loc_err": "Top-5 Loc Err",
+    "pxap": "PxAP",
+    "pointing_game": "PG",
+    "energy_pointing_game": "EPG",
 }
+# the columns shown when a protocol names none: everything but the loc errors (1 - loc)
+DEFAULT_COLUMNS = [k for k in METRIC_COLUMNS if not k.endswith("_err")]
 ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset": "Dataset"}
 
 
-def metrics_frame(runs: list[dict]) -> pd.DataFrame:
-    """One row per run from dicts with keys ``method, model, layer, dataset, metrics``."""
+def metrics_frame(runs: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+    """One row per run from dicts with keys ``method, model, layer, dataset, metrics``.
+
+    ``columns`` are metrics.json keys (default :data:`DEFAULT_COLUMNS`); metrics no run has are dropped.
+    """
+    columns = list(columns or DEFAULT_COLUMNS)
+    unknown = [c for c in columns if c not in METRIC_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown table columns {unknown}; valid: {', '.join(METRIC_COLUMNS)}")
     rows = []
     for run in runs:
-        row = {ID_COLUMNS[k]: run.get(k, "") for k in ID_COLUMNS}
-        row.update({header: run["metrics"].get(key, math.nan) for key, header in METRIC_COLUMNS.items()})
+        row = {ID_COLUMNS[k]: run.get(k) or "" for k in ID_COLUMNS}
+        row.update({METRIC_COLUMNS[key]: run["metrics"].get(key, math.nan) for key in columns})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.dropna(axis=1, how="all")
