@@ -33,7 +33,8 @@ def aggregate(root: str, out_dir: str | None = None) -> str:
     runs, failed = collect_runs(root)
     if not runs:
         raise SystemExit(f"error: no finished runs (metrics.json) under {root}")
-    runs.sort(key=lambda r: (r.get("dataset", ""), r.get("model", ""), r.get("layer", ""), r.get("method", "")))
+    order = ("dataset", "model", "layer", "method", "protocol", "backend")
+    runs.sort(key=lambda r: tuple(str(r.get(k) or "") for k in order))
     column_sets = {tuple(r.get("columns") or ()) for r in runs}
     frame = metrics_frame(runs, list(column_sets.pop()) if len(column_sets) == 1 else None)
     out_dir = out_dir or root

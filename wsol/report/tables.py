@@ -30,6 +30,8 @@ METRIC_COLUMNS = {
 # the columns shown when a protocol names none: everything but the loc errors (1 - loc)
 DEFAULT_COLUMNS = [k for k in METRIC_COLUMNS if not k.endswith("_err")]
 ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset": "Dataset"}
+# shown only when the runs of a table differ in them
+VARYING_COLUMNS = {"protocol": "Protocol", "backend": "Backend"}
 
 
 def metrics_frame(runs: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
@@ -41,9 +43,11 @@ def metrics_frame(runs: list[dict], columns: list[str] | None = None) -> pd.Data
     unknown = [c for c in columns if c not in METRIC_COLUMNS]
     if unknown:
         raise ValueError(f"unknown table columns {unknown}; valid: {', '.join(METRIC_COLUMNS)}")
+    ids = dict(ID_COLUMNS)
+    ids.update({k: v for k, v in VARYING_COLUMNS.items() if len({str(r.get(k)) for r in runs}) > 1})
     rows = []
     for run in runs:
-        row = {ID_COLUMNS[k]: run.get(k) or "" for k in ID_COLUMNS}
+        row = {header: run.get(key) or "" for key, header in ids.items()}
         row.update({METRIC_COLUMNS[key]: run["metrics"].get(key, math.nan) for key in columns})
         rows.append(row)
     frame = pd.DataFrame(rows)
