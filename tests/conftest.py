@@ -45,3 +45,10 @@ class ToyCamNet(nn.Module):
 @pytest.fixture
 def toy_net() -> ToyCamNet:
     return ToyCamNet()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_map_cache(tmp_path_factory):
+    """Keep the tests' map cache (and their subprocesses') out of the user's ~/.cache/wsol."""
+    os.environ["WSOL_CACHE"] = str(tmp_path_factory.mktemp("wsol-cache"))
+    yield

@@ -1,10 +1,15 @@
 """One evaluation: dataset → scores (a CAM method, or maps from files) → maps → metrics.
 
-A plain function of its config; :mod:`wsol.run` wraps it for the command line.
+Work is done batch by batch; each batch yields a :class:`BatchResult` of additive accumulators.
+Results are merged in batch order by :func:`finalize`, so an evaluation can be resumed after a
+kill (:class:`~wsol.state.PartialStore`) or split into shards and merged (:func:`merge_shards`)
+with exactly the numbers of one uninterrupted run. :mod:`wsol.run` wraps this for the command line.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import logging
 import os
 import time
@@ -15,16 +20,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import __version__
 from .cams import build_method
 from .cams.from_files import load_maps, save_maps
 from .data import build_dataset, collate
 from .data.base import Batch
 from .errors import WsolError
 from .localize import minmax_normalize, quantize, sweep_thresholds, upsample
-from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_correct
+from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
 from .models import build_model, default_layer
+from .state import MapCache, PartialStore, fingerprint
 
-__all__ = ["EvalResult", "evaluate", "resolve_device", "thresholds_from_config"]
+__all__ = ["BatchResult", "EvalResult", "Evaluation", "evaluate", "finalize", "merge_shards", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +47,27 @@ class EvalResult:
 
 
 @dataclass
+class BatchResult:
+    """One batch's additive contribution to every metric."""
+
+    index: int
+    boxes: BoxAccumulator | None
+    pxap: PxAPAccumulator | None
+    pointing: PointingAccumulator | None
+    n_images: int = 0
+    n_top1: int = 0
+    n_top5: int = 0
+    n_flat: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    rows: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass
 class _Scores:
-    """One batch's maps at feature (or file) resolution, with what the classifier said, if any."""
+    """One batch's maps at feature (or file) resolution, with the classifier's top-5 and targets, if any."""
 
     maps: list[torch.Tensor] | torch.Tensor  # [B, h, w], or per-image [h, w] maps of mixed sizes
-    logits: torch.Tensor | None = None
+    top5: torch.Tensor | None = None  # int64 [B, k]
     targets: torch.Tensor | None = None
 
 
@@ -70,8 +93,18 @@ def thresholds_from_config(localize: dict) -> np.ndarray:
     raise WsolError(f"localize.mode must be sweep or fixed, got {mode!r}")
 
 
+def _source_hash() -> str:
+    """Hash of the code that computes maps, so a map cache never outlives a change to it."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(glob.glob(os.path.join(root, "cams", "*.py")) + [os.path.join(root, "models.py")]):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 class _ModelScorer:
-    """Normalise images on the device and run a CAM method."""
+    """Normalise images on the device and run a CAM method (through the map cache, if enabled)."""
 
     def __init__(self, cfg: dict, device: torch.device) -> None:
         model_cfg, method_cfg = cfg["model"], cfg["method"]
@@ -90,11 +123,24 @@ class _ModelScorer:
         self.mean = torch.tensor(self.model.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(self.model.std, device=device).view(1, 3, 1, 1)
         self.device = device
+        self.cache = None
+        if cfg.get("cache_dir"):
+            keys = ("dataset", "model", "method", "limit", "batch_size")  # batches are global: shards share it
+            key_cfg = {k: cfg.get(k) for k in keys}
+            key_cfg.update(layer=self.layer, target=self.target, code=_source_hash())
+            self.cache = MapCache(os.path.join(cfg["cache_dir"], "maps"), fingerprint(key_cfg))
 
-    def __call__(self, batch: Batch) -> tuple[_Scores, list[str | None]]:
-        images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
-        out = self.method(images, batch.labels.to(self.device), target=self.target)
-        return _Scores(out.maps, out.logits, out.targets), [None] * len(batch)
+    def __call__(self, index: int, batch: Batch) -> tuple[_Scores, list[str | None]]:
+        entry = self.cache.get(index) if self.cache else None
+        if entry is None or entry["ids"] != batch.ids:
+            images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
+            out = self.method(images, batch.labels.to(self.device), target=self.target)
+            top5 = out.logits.topk(min(5, out.logits.shape[1]), dim=1).indices
+            entry = {"ids": batch.ids, "maps": out.maps, "top5": top5, "targets": out.targets}
+            if self.cache:
+                self.cache.put(index, entry)
+        scores = _Scores(entry["maps"].to(self.device), entry["top5"].to(self.device), entry["targets"].to(self.device))
+        return scores, [None] * len(batch)
 
 
 class _FileScorer:
@@ -109,7 +155,7 @@ class _FileScorer:
         self.num_classes = int(cfg["model"].get("num_classes") or 1000)
         self.device = device
 
-    def __call__(self, batch: Batch) -> tuple[_Scores, list[str | None]]:
+    def __call__(self, index: int, batch: Batch) -> tuple[_Scores, list[str | None]]:
         maps, reasons = load_maps(self.maps_dir, batch.ids)
         return _Scores([m.to(self.device) for m in maps if m is not None]), reasons
 
@@ -123,131 +169,213 @@ def _eval_maps(scores: _Scores, size: int, resize: str) -> tuple[torch.Tensor, t
     return minmax_normalize(maps)
 
 
-def evaluate(cfg: dict) -> EvalResult:
-    """Run one evaluation from a plain config dict (the Hydra config, resolved)."""
-    device = resolve_device(cfg.get("device", "auto"))
-    loc_cfg, eval_cfg = cfg["localize"], cfg["eval"]
-    from_files = cfg["method"]["name"] == "from_files"
-    scorer = _FileScorer(cfg, device) if from_files else _ModelScorer(cfg, device)
+def _shard_range(num_batches: int, shard: dict | None) -> range:
+    """The batches of shard ``index`` of ``count``: a contiguous run of whole batches.
 
-    dataset_cfg = {k: v for k, v in cfg["dataset"].items() if k != "name"}
-    dataset = build_dataset(cfg["dataset"]["name"], num_classes=scorer.num_classes, **dataset_cfg)
-    if cfg.get("limit"):
-        dataset.records = dataset.records[: int(cfg["limit"])]
-    has_boxes = any(len(r.boxes) for r in dataset.records)
+    Sharding by whole batches keeps every batch exactly as a single run forms it, so the maps, and
+    hence the merged metrics, are bitwise those of one run.
+    """
+    count = int((shard or {}).get("count", 1))
+    index = int((shard or {}).get("index", 0))
+    if count < 1 or not 0 <= index < count:
+        raise WsolError(f"shard.index must be in [0, shard.count), got {index} of {count}")
+    bounds = np.linspace(0, num_batches, count + 1).round().astype(int)
+    return range(bounds[index], bounds[index + 1])
 
-    thresholds = thresholds_from_config(loc_cfg)
-    keep_records = bool(eval_cfg.get("records", True))
-    backend = loc_cfg.get("backend", "cc")
-    boxes_acc = BoxAccumulator(thresholds, eval_cfg.get("iou_thresholds", (30, 50, 70)), keep_records, backend)
-    pxap_acc = PxAPAccumulator(float(loc_cfg.get("interval") or 0.01)) if dataset.has_masks else None
-    pointing_acc = PointingAccumulator(float(eval_cfg.get("pointing_tolerance", 15))) if has_boxes else None
-    maps_dir = cfg.get("maps_dir") if cfg.get("save_maps") else None
-    if cfg.get("save_maps") and not maps_dir:
-        raise WsolError("save_maps=true needs maps_dir=/path/to/folder")
 
-    loader = DataLoader(
-        dataset,
-        batch_size=int(cfg.get("batch_size", 32)),
-        num_workers=int(cfg.get("num_workers", 0)),
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        shuffle=False,
-    )
-    image_size = int(cfg["dataset"].get("image_size", 224))
-    skipped = Counter(dataset.skipped)
-    skipped_ids = list(dataset.skipped_ids)
-    rows: list[dict[str, object]] = []
-    n_images = n_top1 = n_top5 = n_flat = 0
-    start = time.perf_counter()
-    for batch in loader:
-        for image_id, reason in batch.skipped:
-            skipped[reason] += 1
-            skipped_ids.append((image_id, reason))
+class Evaluation:
+    """The set-up of one evaluation (scorer, dataset, accumulators) and its per-batch step."""
+
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.get("device", "auto"))
+        self.loc_cfg, self.eval_cfg = cfg["localize"], cfg["eval"]
+        self.from_files = cfg["method"]["name"] == "from_files"
+        self.scorer = _FileScorer(cfg, self.device) if self.from_files else _ModelScorer(cfg, self.device)
+        dataset_cfg = {k: v for k, v in cfg["dataset"].items() if k != "name"}
+        self.dataset = build_dataset(cfg["dataset"]["name"], num_classes=self.scorer.num_classes, **dataset_cfg)
+        if cfg.get("limit"):
+            self.dataset.records = self.dataset.records[: int(cfg["limit"])]
+        self.has_boxes = any(len(r.boxes) for r in self.dataset.records)
+        self.thresholds = thresholds_from_config(self.loc_cfg)
+        self.image_size = int(cfg["dataset"].get("image_size", 224))
+        self.batch_size = int(cfg.get("batch_size", 32))
+        self.maps_dir = cfg.get("maps_dir") if cfg.get("save_maps") else None
+        if cfg.get("save_maps") and not self.maps_dir:
+            raise WsolError("save_maps=true needs maps_dir=/path/to/folder")
+        n = len(self.dataset)
+        starts = range(0, n, self.batch_size)
+        mine = _shard_range(len(starts), cfg.get("shard"))
+        # global batch index → dataset positions, for this shard's batches only
+        self.batches = {i: list(range(starts[i], min(starts[i] + self.batch_size, n))) for i in mine}
+
+    @property
+    def meta(self) -> dict:
+        """Facts every batch result shares; equal across the shards of one evaluation."""
+        return {
+            "fingerprint": fingerprint(self.cfg, drop=("shard",)),
+            "shard": dict(self.cfg.get("shard") or {"index": 0, "count": 1}),
+            "batches": len(self.batches),
+            "layer": self.scorer.layer,
+            "target": "files" if self.from_files else self.eval_cfg.get("target", "gt"),
+            "backend": self.loc_cfg.get("backend", "cc"),
+            "num_thresholds": len(self.thresholds),
+            "has_boxes": self.has_boxes,
+            "dataset_skipped": dict(self.dataset.skipped),
+            "dataset_skipped_ids": self.dataset.skipped_ids,
+            "boxes_clipped": self.dataset.boxes_clipped,
+            "device": str(self.device),
+        }
+
+    def loader(self, batch_indices: list[int]) -> DataLoader:
+        return DataLoader(
+            self.dataset,
+            batch_sampler=[self.batches[i] for i in batch_indices],
+            num_workers=int(self.cfg.get("num_workers", 0)),
+            collate_fn=collate,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _accumulators(self) -> tuple:
+        boxes = pointing = pxap = None
+        if self.has_boxes:
+            boxes = BoxAccumulator(
+                self.thresholds,
+                self.eval_cfg.get("iou_thresholds", (30, 50, 70)),
+                bool(self.eval_cfg.get("records", True)),
+                self.loc_cfg.get("backend", "cc"),
+            )
+            pointing = PointingAccumulator(float(self.eval_cfg.get("pointing_tolerance", 15)))
+        if self.dataset.has_masks:
+            pxap = PxAPAccumulator(float(self.loc_cfg.get("interval") or 0.01))
+        return boxes, pxap, pointing
+
+    def run_batch(self, index: int, batch: Batch) -> BatchResult:
+        """Score one batch and accumulate every metric for it."""
+        result = BatchResult(index, *self._accumulators(), skipped=list(batch.skipped))
         if len(batch) == 0:
-            continue
-        scores, reasons = scorer(batch)
+            return result
+        scores, reasons = self.scorer(index, batch)
         keep = np.array([r is None for r in reasons])
-        for image_id, reason in zip(batch.ids, reasons, strict=True):
-            if reason is not None:
-                skipped[reason] += 1
-                skipped_ids.append((image_id, reason))
+        result.skipped += [(i, r) for i, r in zip(batch.ids, reasons, strict=True) if r is not None]
         if not keep.any():
-            continue
-        maps, flat = _eval_maps(scores, image_size, loc_cfg.get("resize", "bicubic"))
+            return result
+        maps, flat = _eval_maps(scores, self.image_size, self.loc_cfg.get("resize", "bicubic"))
         labels = batch.labels[keep].to(maps.device)
         top1 = top5 = None
-        if scores.logits is not None:
-            top1 = topk_correct(scores.logits, labels, 1)
-            top5 = topk_correct(scores.logits, labels, 5)
-            n_top1 += int(top1.sum())
-            n_top5 += int(top5.sum())
+        if scores.top5 is not None:
+            top1 = (scores.top5[:, :1] == labels[:, None]).any(1).cpu().numpy()
+            top5 = (scores.top5 == labels[:, None]).any(1).cpu().numpy()
+            result.n_top1, result.n_top5 = int(top1.sum()), int(top5.sum())
         maps_np = maps.cpu().numpy()
         gt_boxes, gt_valid = batch.boxes[keep].numpy(), batch.box_valid[keep].numpy()
-        if has_boxes:
-            boxes_acc.update(
-                quantize(maps).cpu().numpy(),
-                gt_boxes,
-                gt_valid,
-                None if top1 is None else top1.cpu().numpy(),
-                None if top5 is None else top5.cpu().numpy(),
-            )
-            pointing_acc.update(maps_np, flat.cpu().numpy(), gt_boxes, gt_valid)
-        if pxap_acc is not None:
-            pxap_acc.update(maps_np, batch.masks[keep].numpy())
-        if maps_dir:
-            save_maps(maps_dir, [i for i, k in zip(batch.ids, keep, strict=True) if k], maps_np)
-        n_images += int(keep.sum())
-        n_flat += int(flat.sum())
-        rows.extend(_image_rows(batch, keep, scores, flat))
-    elapsed = time.perf_counter() - start
-    if n_images == 0:
-        raise WsolError(f"{dataset.name}: every image was skipped ({dict(skipped)})")
+        if result.boxes is not None:
+            result.boxes.update(quantize(maps).cpu().numpy(), gt_boxes, gt_valid, top1, top5)
+            result.pointing.update(maps_np, flat.cpu().numpy(), gt_boxes, gt_valid)
+        if result.pxap is not None:
+            result.pxap.update(maps_np, batch.masks[keep].numpy())
+        kept_ids = [i for i, k in zip(batch.ids, keep, strict=True) if k]
+        if self.maps_dir:
+            save_maps(self.maps_dir, kept_ids, maps_np)
+        result.n_images = int(keep.sum())
+        result.n_flat = int(flat.sum())
+        result.rows = _image_rows(kept_ids, batch.labels[keep], scores, flat)
+        return result
 
+
+def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> EvalResult:
+    """Merge batch results in order and compute every metric."""
+    n_images = sum(r.n_images for r in results)
+    skipped = Counter(meta["dataset_skipped"])
+    skipped_ids = [tuple(x) for x in meta["dataset_skipped_ids"]]
+    for r in results:
+        skipped.update(reason for _, reason in r.skipped)
+        skipped_ids += r.skipped
+    if n_images == 0:
+        raise WsolError(f"every image was skipped ({dict(skipped)})")
+    scored = [r for r in results if r.n_images]
+    boxes, pxap, pointing = scored[0].boxes, scored[0].pxap, scored[0].pointing
+    for r in scored[1:]:
+        for acc, part in ((boxes, r.boxes), (pxap, r.pxap), (pointing, r.pointing)):
+            if acc is not None:
+                acc.merge(part)
+    rows = [row for r in results for row in r.rows]
+    from_files = meta["target"] == "files"
     metrics: dict[str, float] = {}
     if not from_files:
-        metrics.update(top1_cls=100.0 * n_top1 / n_images, top5_cls=100.0 * n_top5 / n_images)
-    if has_boxes:
-        metrics.update(boxes_acc.compute())
-        metrics.update(pointing_acc.compute())
-        if cfg["eval"].get("target", "gt") == "top1" and not from_files:
-            # the maps explain the prediction: GT-known and top-5 loc are not defined
+        metrics["top1_cls"] = 100.0 * sum(r.n_top1 for r in results) / n_images
+        metrics["top5_cls"] = 100.0 * sum(r.n_top5 for r in results) / n_images
+    if boxes is not None:
+        metrics.update(boxes.compute())
+        metrics.update(pointing.compute())
+        if meta["target"] == "top1":  # the maps explain the prediction: GT-known and top-5 loc are not defined
             for key in ("gt_known_loc", "top5_loc", "top5_loc_err"):
                 metrics.pop(key, None)
-        if keep_records:
-            for row, res in zip(rows, boxes_acc.image_results(), strict=True):
+        if boxes.keep_records:
+            for row, res in zip(rows, boxes.image_results(), strict=True):
                 row.update(res)
-    if pxap_acc is not None:
-        metrics["pxap"] = pxap_acc.compute()
+    if pxap is not None:
+        metrics["pxap"] = pxap.compute()
     info = {
         "images": n_images,
         "skipped": dict(skipped),
         "skipped_ids": [{"id": i, "reason": r} for i, r in skipped_ids],
-        "boxes_clipped": dataset.boxes_clipped,
-        "flat_maps": n_flat,
-        "layer": scorer.layer,
-        "target": "files" if from_files else cfg["eval"].get("target", "gt"),
-        "backend": backend,
-        "device": str(device),
-        "seconds": round(elapsed, 3),
-        "images_per_second": round(n_images / elapsed, 2) if elapsed > 0 else None,
-        "num_thresholds": len(thresholds),
+        "boxes_clipped": meta["boxes_clipped"],
+        "flat_maps": sum(r.n_flat for r in results),
+        **{k: meta[k] for k in ("layer", "target", "backend", "device", "num_thresholds")},
+        "seconds": round(seconds, 3),
     }
-    log.info(
-        "%d images in %.1f s (%.1f img/s), %d skipped",
-        n_images, elapsed, n_images / max(elapsed, 1e-9), sum(skipped.values()),
-    )
-    return EvalResult(metrics=metrics, images=rows, curves=boxes_acc.curves() if has_boxes else [], info=info)
+    return EvalResult(metrics=metrics, images=rows, curves=boxes.curves() if boxes else [], info=info)
 
 
-def _image_rows(batch: Batch, keep: np.ndarray, scores: _Scores, flat: torch.Tensor) -> list[dict[str, object]]:
-    kept = [i for i in range(len(batch)) if keep[i]]
-    top5 = None
-    if scores.logits is not None:
-        top5 = scores.logits.topk(min(5, scores.logits.shape[1]), dim=1).indices.cpu().tolist()
+def evaluate(cfg: dict, state_dir: str | None = None) -> EvalResult:
+    """Run one evaluation from a plain config dict; with ``state_dir``, save and resume per-batch results."""
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    evaluation = Evaluation(cfg)
+    meta = evaluation.meta
+    store = PartialStore(state_dir, meta) if state_dir else None
+    done = store.load() if store else {}
+    todo = [i for i in evaluation.batches if i not in done]
+    if done:
+        log.info("resuming: %d of %d batches already done", len(done), len(evaluation.batches))
+    start = time.perf_counter()
+    for index, batch in zip(todo, evaluation.loader(todo), strict=True):
+        result = evaluation.run_batch(index, batch)
+        if store:
+            store.save(result)
+        done[index] = result
+    seconds = time.perf_counter() - start
+    out = finalize(meta, [done[i] for i in sorted(done)], seconds)
+    scored = sum(done[i].n_images for i in todo)
+    out.info["images_per_second"] = round(scored / seconds, 2) if seconds > 0 else None
+    log.info("%d images scored in %.1f s, %d skipped", scored, seconds, sum(out.info["skipped"].values()))
+    return out
+
+
+def merge_shards(state_dirs: list[str]) -> tuple[dict, EvalResult]:
+    """Merge the ``partials/`` of every shard of one evaluation into one result (``(meta, result)``)."""
+    shards = [PartialStore.read(d) for d in state_dirs]
+    shards.sort(key=lambda s: s[0]["shard"]["index"])
+    metas = [m for m, _ in shards]
+    count = metas[0]["shard"]["count"]
+    if len({m["fingerprint"] for m in metas}) != 1:
+        raise WsolError("the shards come from different configurations")
+    if sorted(m["shard"]["index"] for m in metas) != list(range(count)):
+        raise WsolError(f"need shards 0..{count - 1} exactly once, got {[m['shard']['index'] for m in metas]}")
+    for meta, results in shards:
+        if len(results) != meta["batches"]:
+            shard = meta["shard"]["index"]
+            raise WsolError(f"shard {shard} is unfinished ({len(results)} of {meta['batches']} batches)")
+    results = [r for _, rs in shards for r in rs]
+    meta = {**metas[0], "shard": {"index": 0, "count": 1}}
+    return meta, finalize(meta, results)
+
+
+def _image_rows(ids: list[str], labels: torch.Tensor, scores: _Scores, flat: torch.Tensor) -> list[dict[str, object]]:
+    top5 = None if scores.top5 is None else scores.top5.cpu().tolist()
     rows = []
-    for j, i in enumerate(kept):
-        row: dict[str, object] = {"id": batch.ids[i], "label": int(batch.labels[i])}
+    for j, image_id in enumerate(ids):
+        row: dict[str, object] = {"id": image_id, "label": int(labels[j])}
         if top5 is not None:
             row.update(prediction=top5[j][0], top5=" ".join(map(str, top5[j])), target=int(scores.targets[j]))
         row["flat_map"] = bool(flat[j])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -12,11 +13,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import WsolError
-from .pipeline import evaluate
+from .pipeline import EvalResult, evaluate
 from .registry import close_matches
-from .report import format_table, metrics_frame, write_run
+from .report import atomic_write_text, format_table, metrics_frame, write_run
+from .state import fingerprint
 
-__all__ = ["main", "run", "check_group_choices", "CONF_DIR"]
+__all__ = ["main", "run", "check_group_choices", "write_outputs", "CONF_DIR"]
 
 log = logging.getLogger("wsol")
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
@@ -36,41 +38,77 @@ def check_group_choices(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
                 raise WsolError(f"unknown {key} {name!r}; did you mean: {', '.join(hint)} (see conf/{key}/)")
 
 
-def run(cfg: DictConfig, run_dir: str) -> dict:
-    """Evaluate ``cfg`` and write the run folder; returns the summary written to ``metrics.json``."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    result = evaluate(plain)
-    columns = list(cfg.table.columns) if cfg.table.get("columns") else None
+def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: list[str] | None = None) -> dict:
+    """Write the run folder (tables, per-image rows, curves, metrics.json last); return the summary."""
+    table = config.get("table") or {}
+    columns = list(table["columns"]) if table.get("columns") else None
     summary = {
-        "protocol": cfg.table.get("protocol"),
+        "protocol": table.get("protocol"),
         "columns": columns,
-        "method": cfg.method.name,
-        "model": cfg.model.name,
+        "method": config["method"]["name"],
+        "model": None if result.info["target"] == "files" else config["model"]["name"],
         "layer": result.info["layer"],
-        "dataset": cfg.dataset.name,
+        "dataset": config["dataset"]["name"],
+        "seed": config.get("seed", 0),
+        "overrides": list(overrides or []),
+        "fingerprint": fingerprint(config, drop=("shard",)),
         "metrics": result.metrics,
         **{k: v for k, v in result.info.items() if k != "layer"},
     }
     frame = metrics_frame([summary], columns)
     caption = (
-        f"{cfg.dataset.name}, {result.info['images']} images, protocol {cfg.table.get('protocol')}, "
+        f"{summary['dataset']}, {result.info['images']} images, protocol {summary['protocol']}, "
         f"target={result.info['target']}"
     )
     tables = {fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "") for fmt in ("md", "tex", "csv")}
     write_run(
         run_dir,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        config_yaml=OmegaConf.to_yaml(OmegaConf.create(config)),
         summary=summary,
         images=result.images,
         curves=result.curves,
         tables=tables,
     )
     print(tables["md"], flush=True)
+    return summary
+
+
+def _finished(run_dir: str, config: dict) -> dict | None:
+    """The summary of a run folder that already finished this exact configuration, if any."""
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    return summary if summary.get("fingerprint") == fingerprint(config, drop=("shard",)) else None
+
+
+def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> dict | None:
+    """Evaluate ``cfg`` into ``run_dir``, resuming from its ``partials/`` if a previous attempt was killed.
+
+    A folder that already holds this configuration's ``metrics.json`` is left as it is. A shard
+    (``shard.count > 1``) keeps only its partial results, for :mod:`wsol.merge`.
+    """
+    config = OmegaConf.to_container(cfg, resolve=True)
+    done = _finished(run_dir, config)
+    if done is not None:
+        log.info("%s already holds this run's metrics.json; nothing to do", run_dir)
+        return done
+    atomic_write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
+    result = evaluate(config, state_dir=os.path.join(run_dir, "partials"))
+    shard = config.get("shard") or {}
+    if int(shard.get("count", 1)) > 1:
+        log.info(
+            "shard %s of %s finished (%d images); merge the shards with: python -m wsol.merge --out DIR SHARD_DIRS...",
+            shard["index"], shard["count"], result.info["images"],
+        )
+        return None
+    summary = write_outputs(run_dir, config, result, overrides)
     skipped = sum(result.info["skipped"].values())
     headline = ", ".join(f"{k} {result.metrics[k]:.2f}" for k in ("maxboxacc_v2", "pxap") if k in result.metrics)
     log.info(
         "%s on %s: %s, %d images, %d skipped, written to %s",
-        cfg.method.name, cfg.model.name, headline, result.info["images"], skipped, run_dir,
+        summary["method"], summary["model"], headline, result.info["images"], skipped, run_dir,
     )
     return summary
 
@@ -80,12 +118,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
-        run(cfg, run_dir)
+        run(cfg, run_dir, list(hydra_cfg.overrides.task))
     except WsolError as e:
         message = f"error: {e}"
         print(message, file=sys.stderr, flush=True)
-        from .report import atomic_write_text
-
         atomic_write_text(os.path.join(run_dir, "error.txt"), message + "\n")
         if hydra_cfg.mode != RunMode.MULTIRUN:
             sys.exit(2)  # a multirun goes on with its other jobs; aggregate lists the failure

@@ -132,6 +132,10 @@ class BoxAccumulator:
                 self._records.append({"peak": peaks[i], "levels": unique, **res})
         self.count += len(maps_u8)
 
+    def __getstate__(self) -> dict:
+        """Pickle without the per-map region cache (partial results are saved per batch)."""
+        return {**self.__dict__, "_cache_key": None, "_cache": ()}
+
     def _regions(self, map_u8: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, ...]:
         """Region boxes per level, reused when consecutive maps are identical (e.g. a fixed baseline map)."""
         key = hashlib.blake2b(map_u8.tobytes() + levels.tobytes(), digest_size=16).digest()

@@ -10,6 +10,8 @@ Both are computed on the normalised map at the eval size, with inclusive box coo
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["PointingAccumulator", "max_location", "point_box_distance", "box_union_mask"]
@@ -45,7 +47,7 @@ class PointingAccumulator:
     def __init__(self, tolerance: float = 15.0) -> None:
         self.tolerance = float(tolerance)
         self.hits = 0
-        self.energy = 0.0
+        self.energies: list[float] = []  # per image, summed with math.fsum: exact in any merge order
         self.count = 0
 
     def update(self, maps: np.ndarray, flat: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> None:
@@ -57,14 +59,14 @@ class PointingAccumulator:
         mass = (maps * inside).reshape(len(maps), -1).sum(axis=1, dtype=np.float64)
         share = np.where(total > 0, mass / np.where(total > 0, total, 1), 0.0)
         self.hits += int(hit.sum())
-        self.energy += float(share.sum())
+        self.energies.extend(float(v) for v in share)
         self.count += len(maps)
 
     def merge(self, other: PointingAccumulator) -> None:
         self.hits += other.hits
-        self.energy += other.energy
+        self.energies.extend(other.energies)
         self.count += other.count
 
     def compute(self) -> dict[str, float]:
         n = max(self.count, 1)
-        return {"pointing_game": 100.0 * self.hits / n, "energy_pointing_game": 100.0 * self.energy / n}
+        return {"pointing_game": 100.0 * self.hits / n, "energy_pointing_game": 100.0 * math.fsum(self.energies) / n}

@@ -1,13 +1,18 @@
-"""Paper-style tables (Markdown, LaTeX booktabs, CSV) from runs' metrics."""
+"""Paper-style tables (Markdown, LaTeX booktabs, CSV) from runs' metrics.
+
+Runs that differ only in their seed are one row: mean ± std (sample std over the seeds). In each
+metric column the best value is bold and the second best underlined (lower is better for errors).
+"""
 
 from __future__ import annotations
 
 import io
 import math
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "DEFAULT_COLUMNS", "metrics_frame", "format_table"]
+__all__ = ["METRIC_COLUMNS", "DEFAULT_COLUMNS", "metrics_frame", "summarize_seeds", "pivot", "format_table"]
 
 # metrics.json key → column header, in table order
 METRIC_COLUMNS = {
@@ -27,17 +32,28 @@ METRIC_COLUMNS = {
     "pointing_game": "PG",
     "energy_pointing_game": "EPG",
 }
-# the columns shown when a protocol names none: everything but the loc errors (1 - loc)
+LOWER_IS_BETTER = {METRIC_COLUMNS["top1_loc_err"], METRIC_COLUMNS["top5_loc_err"]}
+# the columns shown when a protocol names none: everything but the loc errors (100 - loc)
 DEFAULT_COLUMNS = [k for k in METRIC_COLUMNS if not k.endswith("_err")]
 ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset": "Dataset"}
 # shown only when the runs of a table differ in them
 VARYING_COLUMNS = {"protocol": "Protocol", "backend": "Backend"}
+# overrides already shown by a column above, or averaged over (seeds)
+_SHOWN_OVERRIDES = {"method", "model", "model.layer", "dataset", "protocol", "localize.backend"}
+
+
+def _override_values(run: dict) -> dict[str, str]:
+    pairs = (o.lstrip("+~").split("=", 1) for o in run.get("overrides") or [] if "=" in o)
+    hidden = _SHOWN_OVERRIDES
+    return {k: v for k, v in pairs if k not in hidden and not k.endswith("seed") and not k.startswith("hydra")}
 
 
 def metrics_frame(runs: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
-    """One row per run from dicts with keys ``method, model, layer, dataset, metrics``.
+    """One row per run from dicts with keys ``method, model, layer, dataset, metrics`` (and ``overrides``).
 
     ``columns`` are metrics.json keys (default :data:`DEFAULT_COLUMNS`); metrics no run has are dropped.
+    Protocol, backend and any other override (``localize.threshold``…) become columns when runs differ
+    in them; seeds never do.
     """
     columns = list(columns or DEFAULT_COLUMNS)
     unknown = [c for c in columns if c not in METRIC_COLUMNS]
@@ -45,45 +61,113 @@ def metrics_frame(runs: list[dict], columns: list[str] | None = None) -> pd.Data
         raise ValueError(f"unknown table columns {unknown}; valid: {', '.join(METRIC_COLUMNS)}")
     ids = dict(ID_COLUMNS)
     ids.update({k: v for k, v in VARYING_COLUMNS.items() if len({str(r.get(k)) for r in runs}) > 1})
+    overrides = [_override_values(r) for r in runs]
+    keys = sorted({k for o in overrides for k in o})
+    varying = [k for k in keys if len({o.get(k) for o in overrides}) > 1]
     rows = []
-    for run in runs:
+    for run, extra in zip(runs, overrides, strict=True):
         row = {header: run.get(key) or "" for key, header in ids.items()}
+        row.update({k: extra.get(k, "") for k in varying})
         row.update({METRIC_COLUMNS[key]: run["metrics"].get(key, math.nan) for key in columns})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.dropna(axis=1, how="all")
 
 
-def _cell(value: object, digits: int) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
+def _id_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
 
 
-def format_table(frame: pd.DataFrame, fmt: str, digits: int = 2, caption: str = "") -> str:
-    """Render ``frame`` as ``md``, ``tex`` (booktabs) or ``csv``; numbers with ``digits`` decimals."""
-    if fmt == "csv":
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, float_format=f"%.{digits + 2}f")
-        return buffer.getvalue()
-    cells = [[_cell(v, digits) for v in row] for row in frame.itertuples(index=False)]
+def summarize_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Collapse rows with equal identity columns: ``(mean frame, std frame or None if no row repeats)``."""
+    ids = _id_columns(frame)
+    if not ids or not frame.duplicated(subset=ids).any():
+        return frame.reset_index(drop=True), None
+    grouped = frame.groupby(ids, sort=False, dropna=False)
+    mean = grouped.mean(numeric_only=True).reset_index()
+    std = grouped.std(numeric_only=True, ddof=1).reset_index()
+    counts = grouped.size().reset_index(name="Seeds")
+    return mean.assign(Seeds=counts["Seeds"].astype(str)), std
+
+
+def pivot(frame: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[str] | None = None) -> pd.DataFrame:
+    """Rows × (column groups × metrics), e.g. rows=[Method], cols=[Model, Dataset]: one cell per metric."""
+    metrics = metrics or [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    table = frame.pivot_table(index=rows, columns=cols, values=metrics, aggfunc="first", sort=False)
+    groups = list(dict.fromkeys(col[1:] for col in table.columns))  # column groups in order of appearance
+    ordered = [(m, *g) for g in groups for m in metrics if (m, *g) in table.columns]
+    table = table[ordered]
+    table.columns = [" · ".join([*map(str, col[1:]), col[0]]) for col in ordered]
+    return table.reset_index()
+
+
+def _ranks(values: pd.Series, lower_is_better: bool) -> dict[int, int]:
+    """Row index → 1 (best) or 2 (second best), distinct values only; ties share a rank."""
+    finite = values[np.isfinite(values.astype(float))]
+    distinct = set(finite.round(6))
+    if len(distinct) < 2:
+        return {}  # nothing to tell apart
+    order = sorted(distinct, reverse=not lower_is_better)[:2]
+    return {i: order.index(round(v, 6)) + 1 for i, v in finite.items() if round(v, 6) in order}
+
+
+def format_table(
+    frame: pd.DataFrame,
+    fmt: str,
+    digits: int = 2,
+    caption: str = "",
+    std: pd.DataFrame | None = None,
+    highlight: bool = True,
+) -> str:
+    """Render ``frame`` as ``md``, ``tex`` (booktabs) or ``csv``.
+
+    Numbers get ``digits`` decimals, ``± std`` where ``std`` is given; with ``highlight`` and more than
+    one row, each metric column's best value is bold and the second underlined (CSV: plain numbers,
+    with ``<column> std`` columns).
+    """
     headers = list(frame.columns)
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in headers]
+    if fmt == "csv":
+        out = frame.copy()
+        if std is not None:
+            for c, is_num in zip(headers, numeric, strict=True):
+                if is_num and c in std:
+                    out[f"{c} std"] = std[c].to_numpy()
+        buffer = io.StringIO()
+        out.to_csv(buffer, index=False, float_format=f"%.{digits + 2}f")
+        return buffer.getvalue()
+    if fmt not in ("md", "tex"):
+        raise ValueError(f"unknown table format {fmt!r} (md, tex, csv)")
+    bold, under = ("**{}**", "<u>{}</u>") if fmt == "md" else (r"\textbf{{{}}}", r"\underline{{{}}}")
+    cells = [[None] * len(headers) for _ in range(len(frame))]
+    for j, (c, is_num) in enumerate(zip(headers, numeric, strict=True)):
+        ranks = _ranks(frame[c], c.endswith(tuple(LOWER_IS_BETTER))) if is_num and highlight and len(frame) > 1 else {}
+        for i, v in enumerate(frame[c]):
+            if not is_num:
+                cells[i][j] = str(v)
+                continue
+            if v is None or not np.isfinite(v):
+                cells[i][j] = "–"
+                continue
+            text = f"{v:.{digits}f}"
+            if std is not None and c in std and np.isfinite(std[c].iloc[i]):
+                text += (" ± " if fmt == "md" else r" $\pm$ ") + f"{std[c].iloc[i]:.{digits}f}"
+            rank = ranks.get(frame.index[i])
+            cells[i][j] = bold.format(text) if rank == 1 else under.format(text) if rank == 2 else text
     if fmt == "md":
         align = ["---:" if n else ":---" for n in numeric]
         lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
         lines += ["| " + " | ".join(r) + " |" for r in cells]
         return ("" if not caption else caption + "\n\n") + "\n".join(lines) + "\n"
-    if fmt == "tex":
-        def esc(s: str) -> str:
-            return s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
-        spec = "".join("r" if n else "l" for n in numeric)
-        lines = [r"\begin{table}[t]", r"\centering"]
-        if caption:
-            lines.append(r"\caption{" + esc(caption) + "}")
-        lines += [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(map(esc, headers)) + r" \\", r"\midrule"]
-        lines += [" & ".join(esc(c) for c in r) + r" \\" for r in cells]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-        return "\n".join(lines) + "\n"
-    raise ValueError(f"unknown table format {fmt!r} (md, tex, csv)")
+    def esc(s: str) -> str:
+        return s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("·", r"$\cdot$")
+
+    spec = "".join("r" if n else "l" for n in numeric)
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(r"\caption{" + esc(caption) + "}")
+    lines += [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(map(esc, headers)) + r" \\", r"\midrule"]
+    lines += [" & ".join(c if n else esc(c) for c, n in zip(r, numeric, strict=True)) + r" \\" for r in cells]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,196 @@
+"""Sweeps to tables, resume after a kill, the map cache, shard merge, launchers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from wsol.aggregate import aggregate
+from wsol.cams.core import CamMethod
+from wsol.errors import WsolError
+from wsol.pipeline import Evaluation, evaluate
+from wsol.report.tables import format_table, metrics_frame, summarize_seeds
+
+
+def _config(*overrides: str, cache: str | None = None) -> dict:
+    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["num_workers=0", f"cache_dir={cache or 'null'}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _run(method, metrics, seed=0, overrides=()):
+    return {"method": method, "model": "m", "layer": "l", "dataset": "d", "seed": seed,
+            "overrides": [f"method={method}", f"dataset.seed={seed}", *overrides], "metrics": metrics}
+
+
+def test_table_bold_underline_and_errors_lower_is_better():
+    runs = [_run("a", {"maxboxacc_v2": 50.0, "top1_loc_err": 40.0}), _run("b", {"maxboxacc_v2": 60.0,
+            "top1_loc_err": 30.0}), _run("c", {"maxboxacc_v2": 55.0, "top1_loc_err": 35.0})]
+    frame = metrics_frame(runs, ["maxboxacc_v2", "top1_loc_err"])
+    md = format_table(frame, "md")
+    assert "| a | m | l | d | 50.00 | 40.00 |" in md
+    assert "| b | m | l | d | **60.00** | **30.00** |" in md
+    assert "| c | m | l | d | <u>55.00</u> | <u>35.00</u> |" in md
+    tex = format_table(frame, "tex")
+    assert r"\textbf{60.00}" in tex and r"\underline{55.00}" in tex and r"\toprule" in tex
+    assert "**" not in format_table(frame, "csv")
+
+
+def test_seeds_become_mean_and_std():
+    runs = [_run("a", {"maxboxacc_v2": v}, seed=s) for s, v in enumerate([50.0, 52.0, 54.0])]
+    runs.append(_run("b", {"maxboxacc_v2": 40.0}))
+    mean, std = summarize_seeds(metrics_frame(runs, ["maxboxacc_v2"]))
+    assert mean["MaxBoxAccV2"].tolist() == [52.0, 40.0] and mean["Seeds"].tolist() == ["3", "1"]
+    assert std["MaxBoxAccV2"].iloc[0] == pytest.approx(2.0)  # sample std of 50, 52, 54
+    md = format_table(mean, "md", std=std)
+    assert "**52.00 ± 2.00**" in md
+    assert "MaxBoxAccV2 std" in format_table(mean, "csv", std=std)
+
+
+def test_varying_overrides_become_columns():
+    runs = [_run("a", {"maxboxacc_v2": 1.0}, overrides=["localize.threshold=0.1"]),
+            _run("a", {"maxboxacc_v2": 2.0}, overrides=["localize.threshold=0.2"])]
+    frame = metrics_frame(runs, ["maxboxacc_v2"])
+    assert frame["localize.threshold"].tolist() == ["0.1", "0.2"]
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    cfg = _config("limit=20", "batch_size=4")
+    whole = evaluate(cfg)
+    state = str(tmp_path / "partials")
+    original = Evaluation.run_batch
+
+    def crash_on_third(self, index, batch):
+        if index == 2:
+            raise KeyboardInterrupt  # a kill between batches
+        return original(self, index, batch)
+
+    monkeypatch.setattr(Evaluation, "run_batch", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg, state_dir=state)
+    assert sorted(os.listdir(state)) == ["batch_000000.pkl", "batch_000001.pkl", "meta.json"]
+    monkeypatch.setattr(Evaluation, "run_batch", original)
+    resumed = evaluate(cfg, state_dir=state)
+    assert resumed.metrics == whole.metrics
+    assert resumed.images == whole.images and resumed.curves == whole.curves
+    with pytest.raises(WsolError, match="another configuration"):
+        evaluate(_config("limit=20", "batch_size=4", "method=cam"), state_dir=state)
+
+
+def test_map_cache_reused_across_localization_sweeps(tmp_path, monkeypatch):
+    calls = []
+    original = CamMethod.__call__
+    monkeypatch.setattr(CamMethod, "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    cache = str(tmp_path / "cache")
+    first = evaluate(_config("limit=12", "batch_size=4", cache=cache))
+    assert len(calls) == 3
+    second = evaluate(_config("limit=12", "batch_size=4", "localize.backend=cc", "protocol=cam16", cache=cache))
+    assert len(calls) == 3  # maps came from the cache
+    assert second.metrics["top1_cls"] == first.metrics["top1_cls"]
+    uncached = evaluate(_config("limit=12", "batch_size=4", "localize.backend=cc", "protocol=cam16"))
+    assert uncached.metrics == second.metrics and len(calls) == 6
+    evaluate(_config("limit=12", "batch_size=4", "method=gradcampp", cache=cache))
+    assert len(calls) == 9  # another method: new maps
+
+
+def test_launcher_configs_compose():
+    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
+        slurm = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+        local = compose("config", overrides=["hydra/launcher=local"], return_hydra_config=True).hydra.launcher
+    assert "SlurmLauncher" in slurm._target_ and slurm.gpus_per_node == 1 and slurm.array_parallelism == 64
+    assert "JoblibLauncher" in local._target_ and local.n_jobs == 2
+
+
+def wsol(*args: str, module: str = "wsol.run", env: dict | None = None, wait: bool = True):
+    full_env = {**os.environ, **(env or {})}
+    cmd = [sys.executable, "-m", module, *args]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=full_env, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_kill_and_resume(tmp_path):
+    env = {"WSOL_CACHE": str(tmp_path / "cache")}
+    args = ["limit=40", "batch_size=4", "num_workers=0"]
+    run_dir = tmp_path / "run"
+    proc = wsol(*args, f"hydra.run.dir={run_dir}", env=env, wait=False)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((run_dir / "partials").glob("batch_*.pkl"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((run_dir / "partials").glob("batch_*.pkl")))
+    assert 2 <= done_before < 10 and not (run_dir / "metrics.json").exists()
+    again = wsol(*args, f"hydra.run.dir={run_dir}", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming: {done_before} of 10 batches already done" in again.stdout + again.stderr
+    straight = wsol(*args, f"hydra.run.dir={tmp_path / 'straight'}", "cache_dir=null", env=env)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    metrics = [json.loads((d / "metrics.json").read_text())["metrics"] for d in (run_dir, tmp_path / "straight")]
+    assert metrics[0] == metrics[1]
+    assert (run_dir / "per_image.csv").read_text() == (tmp_path / "straight" / "per_image.csv").read_text()
+
+
+@pytest.mark.slow
+def test_two_shards_merge_to_one_run(tmp_path):
+    env = {"WSOL_CACHE": str(tmp_path / "cache")}
+    args = ["limit=30", "batch_size=4", "num_workers=0", "method=gradcampp"]
+    shards = [
+        wsol(*args, "shard.count=2", f"shard.index={i}", f"hydra.run.dir={tmp_path / f's{i}'}", env=env, wait=False)
+        for i in range(2)
+    ]
+    for proc in shards:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+    assert not (tmp_path / "s0" / "metrics.json").exists()
+    merged = wsol(str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "merged"), module="wsol.merge")
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    single = wsol(*args, f"hydra.run.dir={tmp_path / 'single'}", env=env)
+    assert single.returncode == 0, single.stderr[-2000:]
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("merged", "single"))
+    assert a["metrics"] == b["metrics"] and a["images"] == b["images"] == 30
+    rows = [list(csv.reader((tmp_path / d / "per_image.csv").open())) for d in ("merged", "single")]
+    assert rows[0] == rows[1]
+    incomplete = wsol(str(tmp_path / "s0"), "--out", str(tmp_path / "bad"), module="wsol.merge")
+    assert incomplete.returncode == 2 and "need shards 0..1" in incomplete.stderr
+
+
+@pytest.mark.slow
+def test_sweep_with_a_failed_job_and_seeds_to_table(tmp_path):
+    env = {"WSOL_CACHE": str(tmp_path / "cache")}
+    sweep = tmp_path / "sweep"
+    proc = wsol("-m", "method=cam,gradcampp", "model.layer=features,features.99", "dataset.seed=0,1", "limit=8",
+                f"hydra.sweep.dir={sweep}", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "error: no layer 'features.99'" in proc.stderr
+    table = (sweep / "table.md").read_text()
+    assert "Seeds" in table and " ± " in table
+    assert table.count("| features |") == 2  # cam and gradcampp, seeds averaged
+    failed = [line for line in table.splitlines() if line.startswith("- ") and "features.99" in line]
+    assert len(failed) == 4 and "Failed or unfinished runs:" in table
+    assert r"\toprule" in (sweep / "table.tex").read_text()
+    pivot = aggregate(str(sweep), str(tmp_path / "pivot"), rows=["method"], cols=["dataset"],
+                      metrics=["maxboxacc_v2"])
+    assert "Method" in pivot and "demo · MaxBoxAccV2" in pivot
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = wsol("-m", "method=cam,gradcam", "limit=4", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}",
+                env={"WSOL_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(d for d in os.listdir(sweep) if "=" in d) == ["limit=4,method=cam", "limit=4,method=gradcam"]
+    assert all((sweep / d / "metrics.json").is_file() for d in os.listdir(sweep) if "=" in d)
+    assert (sweep / ".submitit").is_dir()
