@@ -194,3 +194,12 @@ def test_submitit_local_launcher(tmp_path):
     assert sorted(d for d in os.listdir(sweep) if "=" in d) == ["limit=4,method=cam", "limit=4,method=gradcam"]
     assert all((sweep / d / "metrics.json").is_file() for d in os.listdir(sweep) if "=" in d)
     assert (sweep / ".submitit").is_dir()
+
+
+def test_shard_values_from_environment_strings():
+    # ${oc.env:RANK} and SLURM variables arrive as strings
+    evaluation = Evaluation(_config("limit=12", "batch_size=4", "shard.index='1'", "shard.count='2'"))
+    assert evaluation.meta["shard"] == {"index": 1, "count": 2}
+    assert sorted(evaluation.batches) == [2]  # 3 batches: shard 0 gets batches 0-1, shard 1 batch 2
+    with pytest.raises(WsolError, match="shard.index"):
+        Evaluation(_config("limit=12", "shard.index=2", "shard.count=2"))

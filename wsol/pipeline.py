@@ -214,7 +214,7 @@ class Evaluation:
         """Facts every batch result shares; equal across the shards of one evaluation."""
         return {
             "fingerprint": fingerprint(self.cfg, drop=("shard",)),
-            "shard": dict(self.cfg.get("shard") or {"index": 0, "count": 1}),
+            "shard": {k: int(v) for k, v in (self.cfg.get("shard") or {"index": 0, "count": 1}).items()},
             "batches": len(self.batches),
             "layer": self.scorer.layer,
             "target": "files" if self.from_files else self.eval_cfg.get("target", "gt"),

@@ -101,14 +101,14 @@ def pivot(frame: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[s
     return table.reset_index()
 
 
-def _ranks(values: pd.Series, lower_is_better: bool) -> dict[int, int]:
-    """Row index → 1 (best) or 2 (second best), distinct values only; ties share a rank."""
-    finite = values[np.isfinite(values.astype(float))]
-    distinct = set(finite.round(6))
+def _ranks(values: pd.Series, lower_is_better: bool, digits: int) -> dict[int, int]:
+    """Row index → 1 (best) or 2 (second best), compared as displayed (``digits``); ties share a rank."""
+    finite = values[np.isfinite(values.astype(float))].round(digits)
+    distinct = set(finite)
     if len(distinct) < 2:
         return {}  # nothing to tell apart
     order = sorted(distinct, reverse=not lower_is_better)[:2]
-    return {i: order.index(round(v, 6)) + 1 for i, v in finite.items() if round(v, 6) in order}
+    return {i: order.index(v) + 1 for i, v in finite.items() if v in order}
 
 
 def format_table(
@@ -141,7 +141,8 @@ def format_table(
     bold, under = ("**{}**", "<u>{}</u>") if fmt == "md" else (r"\textbf{{{}}}", r"\underline{{{}}}")
     cells = [[None] * len(headers) for _ in range(len(frame))]
     for j, (c, is_num) in enumerate(zip(headers, numeric, strict=True)):
-        ranks = _ranks(frame[c], c.endswith(tuple(LOWER_IS_BETTER))) if is_num and highlight and len(frame) > 1 else {}
+        highlighted = is_num and highlight and len(frame) > 1
+        ranks = _ranks(frame[c], c.endswith(tuple(LOWER_IS_BETTER)), digits) if highlighted else {}
         for i, v in enumerate(frame[c]):
             if not is_num:
                 cells[i][j] = str(v)
