@@ -31,7 +31,16 @@ from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
 from .models import build_model, default_layer
 from .state import MapCache, PartialStore, fingerprint
 
-__all__ = ["BatchResult", "EvalResult", "Evaluation", "evaluate", "finalize", "merge_shards", "resolve_device"]
+__all__ = [
+    "BatchResult",
+    "EvalResult",
+    "Evaluation",
+    "evaluate",
+    "finalize",
+    "merge_shards",
+    "resolve_device",
+    "run_fingerprint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +102,19 @@ def thresholds_from_config(localize: dict) -> np.ndarray:
     raise WsolError(f"localize.mode must be sweep or fixed, got {mode!r}")
 
 
-def _source_hash() -> str:
-    """Hash of the code that computes maps, so a map cache never outlives a change to it."""
+def _source_hash(*patterns: str) -> str:
+    """Hash of wsol's source files matching ``patterns`` (relative to the package), and its version."""
     root = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(glob.glob(os.path.join(root, "cams", "*.py")) + [os.path.join(root, "models.py")]):
+    for path in sorted(p for pattern in patterns for p in glob.glob(os.path.join(root, pattern), recursive=True)):
         with open(path, "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
+
+
+def run_fingerprint(config: dict) -> str:
+    """Identity of a run's results: the result-relevant config and all of wsol's code (shards share it)."""
+    return fingerprint({**config, "code": _source_hash("**/*.py")}, drop=("shard",))
 
 
 class _ModelScorer:
@@ -127,7 +141,8 @@ class _ModelScorer:
         if cfg.get("cache_dir"):
             keys = ("dataset", "model", "method", "limit", "batch_size")  # batches are global: shards share it
             key_cfg = {k: cfg.get(k) for k in keys}
-            key_cfg.update(layer=self.layer, target=self.target, code=_source_hash())
+            # maps depend on the model and method code only, so metric changes keep the cache
+            key_cfg.update(layer=self.layer, target=self.target, code=_source_hash("cams/*.py", "models.py"))
             self.cache = MapCache(os.path.join(cfg["cache_dir"], "maps"), fingerprint(key_cfg))
 
     def __call__(self, index: int, batch: Batch) -> tuple[_Scores, list[str | None]]:
@@ -213,7 +228,7 @@ class Evaluation:
     def meta(self) -> dict:
         """Facts every batch result shares; equal across the shards of one evaluation."""
         return {
-            "fingerprint": fingerprint(self.cfg, drop=("shard",)),
+            "fingerprint": run_fingerprint(self.cfg),
             "shard": {k: int(v) for k, v in (self.cfg.get("shard") or {"index": 0, "count": 1}).items()},
             "batches": len(self.batches),
             "layer": self.scorer.layer,

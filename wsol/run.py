@@ -13,10 +13,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import WsolError
-from .pipeline import EvalResult, evaluate
+from .pipeline import EvalResult, evaluate, run_fingerprint
 from .registry import close_matches
 from .report import atomic_write_text, format_table, metrics_frame, write_run
-from .state import fingerprint
 
 __all__ = ["main", "run", "check_group_choices", "write_outputs", "CONF_DIR"]
 
@@ -51,7 +50,7 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         "dataset": config["dataset"]["name"],
         "seed": config.get("seed", 0),
         "overrides": list(overrides or []),
-        "fingerprint": fingerprint(config, drop=("shard",)),
+        "fingerprint": run_fingerprint(config),
         "metrics": result.metrics,
         **{k: v for k, v in result.info.items() if k != "layer"},
     }
@@ -80,7 +79,7 @@ def _finished(run_dir: str, config: dict) -> dict | None:
         return None
     with open(path) as f:
         summary = json.load(f)
-    return summary if summary.get("fingerprint") == fingerprint(config, drop=("shard",)) else None
+    return summary if summary.get("fingerprint") == run_fingerprint(config) else None
 
 
 def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> dict | None:

@@ -46,7 +46,7 @@ class PartialStore:
                 old = json.load(f)
             if old.get("fingerprint") != meta["fingerprint"]:
                 raise WsolError(
-                    f"{folder} holds partial results of another configuration; use a new run folder "
+                    f"{folder} holds partial results of another configuration or wsol version; use a new run folder "
                     "(hydra.run.dir=...) or delete it"
                 )
         atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
