@@ -34,12 +34,21 @@ def fingerprint(config: dict, drop: tuple[str, ...] = ()) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _load_batches(folder: str) -> dict[int, object]:
+    """Every ``batch_*.pkl`` result in ``folder``, by batch index."""
+    done = {}
+    for path in sorted(glob.glob(os.path.join(folder, "batch_*.pkl"))):
+        with open(path, "rb") as f:
+            result = pickle.load(f)
+        done[result.index] = result
+    return done
+
+
 class PartialStore:
     """``<run_dir>/partials``: one pickled batch result per finished batch, plus ``meta.json``."""
 
     def __init__(self, folder: str, meta: dict) -> None:
         self.folder = folder
-        self.meta = meta
         meta_path = os.path.join(folder, "meta.json")
         if os.path.isfile(meta_path):
             with open(meta_path) as f:
@@ -56,12 +65,7 @@ class PartialStore:
 
     def load(self) -> dict[int, object]:
         """The batch results already on disk, by batch index."""
-        done = {}
-        for path in sorted(glob.glob(os.path.join(self.folder, "batch_*.pkl"))):
-            with open(path, "rb") as f:
-                result = pickle.load(f)
-            done[result.index] = result
-        return done
+        return _load_batches(self.folder)
 
     def save(self, result) -> None:
         atomic_write_bytes(self._path(result.index), pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
@@ -74,9 +78,7 @@ class PartialStore:
             raise WsolError(f"no partial results in {folder} (expected meta.json)")
         with open(meta_path) as f:
             meta = json.load(f)
-        store = PartialStore.__new__(PartialStore)
-        store.folder = folder
-        done = store.load()
+        done = _load_batches(folder)
         return meta, [done[i] for i in sorted(done)]
 
 

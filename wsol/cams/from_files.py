@@ -13,7 +13,6 @@ import os
 import numpy as np
 import torch
 
-from ..errors import WsolError
 from ..report.writer import atomic_write_bytes
 
 __all__ = ["load_maps", "save_maps", "map_path"]
@@ -24,9 +23,7 @@ def map_path(maps_dir: str, image_id: str) -> str:
 
 
 def load_maps(maps_dir: str, ids: list[str]) -> tuple[list[torch.Tensor | None], list[str | None]]:
-    """Each id's map as a float32 ``[h, w]`` tensor, or ``None`` with a skip reason."""
-    if not maps_dir or not os.path.isdir(maps_dir):
-        raise WsolError(f"method.maps_dir does not exist: {maps_dir}")
+    """Each id's map as a float32 ``[h, w]`` tensor, or ``None`` with a skip reason (``maps_dir`` must exist)."""
     maps, reasons = [], []
     for image_id in ids:
         path = map_path(maps_dir, image_id)
