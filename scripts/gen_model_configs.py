@@ -17,7 +17,8 @@ name: {name}
 weights: DEFAULT      # torchvision weights enum name; null for random init
 checkpoint: null      # local state_dict (fine-tuned); with num_classes
 num_classes: null
-layer: null           # dotted module name; null = the default target layer
+layer: null           # dotted module name, or a list [a, b] fused by `fusion`; null = the default target layer
+fusion: mean          # several layers: mean | max (of min-max maps) | layercam (max of tanh(2 M / max M))
 """
 
 

@@ -72,6 +72,35 @@ def test_multirun_over_methods_and_aggregate(tmp_path):
     assert again.returncode == 0 and again.stdout.count("efficientnet_lite0") == 3
 
 
+def test_layer_sweep_table_and_fused_layers(tmp_path):
+    sweep = tmp_path / "layers"
+    proc = wsol("-m", "model.layer=features.4,features.6,features", "limit=8", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (sweep / "table.md").read_text()
+    rows = [line for line in table.splitlines() if "| efficientnet_lite0 |" in line]
+    assert [row.split("|")[3].strip() for row in rows] == ["features", "features.4", "features.6"]
+    pxap = [line for line in table.splitlines() if "| Method |" in line][0].split("|").index(" PxAP ")
+    assert len({row.split("|")[pxap] for row in rows}) == 3  # PxAP differs layer by layer
+    fused = tmp_path / "fused"
+    proc = wsol(
+        "model.layer=[features.6,features]",
+        "model.fusion=layercam",
+        "method=layercam",
+        "limit=8",
+        f"hydra.run.dir={fused}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((fused / "metrics.json").read_text())
+    assert summary["layer"] == "features.6+features" and 0 < summary["metrics"]["pxap"] < 100
+
+
+def test_method_option_errors_are_one_line(tmp_path):
+    proc = wsol("method=scorecam", "method.weighting=softmax", "limit=1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "error: method.weighting must be one of probability, channel_softmax" in proc.stderr
+    proc = wsol("model.fusion=sum", "model.layer=[features.6,features]", "limit=1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "error: model.fusion must be one of mean, max, layercam" in proc.stderr
+
+
 def test_gradcampp_and_fixed_threshold(tmp_path):
     proc = wsol("method=gradcampp", "localize=fixed", "localize.threshold=0.2", "limit=16", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -128,10 +128,13 @@ class _ModelScorer:
             checkpoint=model_cfg.get("checkpoint"),
             num_classes=model_cfg.get("num_classes"),
         )
-        self.layer = model_cfg.get("layer") or default_layer(self.model.module)
+        layers = model_cfg.get("layer") or default_layer(self.model.module)
+        layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
+        self.layer = "+".join(layers)  # display name: layers joined by +
         self.model.module.to(device)
         kwargs = {k: v for k, v in method_cfg.items() if k != "name"}
-        self.method = build_method(method_cfg["name"], self.model.module, self.layer, **kwargs)
+        kwargs.update(fusion=model_cfg.get("fusion") or "mean", seed=int(cfg.get("seed", 0)))
+        self.method = build_method(method_cfg["name"], self.model.module, layers, **kwargs)
         self.num_classes = self.model.num_classes
         self.target = cfg["eval"].get("target", "gt")
         self.mean = torch.tensor(self.model.mean, device=device).view(1, 3, 1, 1)
@@ -142,7 +145,10 @@ class _ModelScorer:
             keys = ("dataset", "model", "method", "limit", "batch_size")  # batches are global: shards share it
             key_cfg = {k: cfg.get(k) for k in keys}
             # maps depend on the model and method code only, so metric changes keep the cache
-            key_cfg.update(layer=self.layer, target=self.target, code=_source_hash("cams/*.py", "models.py"))
+            key_cfg.update(
+                layer=layers, seed=kwargs["seed"], target=self.target,
+                code=_source_hash("cams/*.py", "models.py", "localize.py"),
+            )
             self.cache = MapCache(os.path.join(cfg["cache_dir"], "maps"), fingerprint(key_cfg))
 
     def __call__(self, index: int, batch: Batch) -> tuple[_Scores, list[str | None]]:

@@ -32,6 +32,6 @@ def _classifier_weight(model: nn.Module, channels: int) -> torch.Tensor:
 class CAM(CamMethod):
     needs_grad = False
 
-    def channel_weights(self, activations, gradients, targets):
-        weight = _classifier_weight(self.model, activations.shape[1])
-        return weight.to(activations.dtype)[targets]
+    def channel_weights(self, x):
+        weight = _classifier_weight(self.model, x.activations.shape[1])
+        return weight.to(x.activations.dtype)[x.targets]

@@ -1,22 +1,37 @@
-"""The shared core of every CAM method: hooks as resources, one forward, per-sample targets.
+"""The shared core of every CAM method: hooks as resources, one forward, per-sample targets, fusion.
 
-A method is a small subclass that supplies its channel weights (or its whole map); the base class
-owns the hook on the target layer, eval mode, target selection, gradients and the final ReLU.
+A method is a small subclass that supplies its channel weights (or its whole map) for one target
+layer from a :class:`LayerCapture`; the base class owns the hooks, eval mode, target selection,
+gradients, the final ReLU and the fusion of several layers.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WsolError
+from ..localize import minmax_normalize
 from ..models import find_layer
 
-__all__ = ["CamOutput", "CamMethod", "capture_activations", "eval_mode", "weighted_sum"]
+__all__ = [
+    "FUSIONS",
+    "CamOutput",
+    "CamMethod",
+    "LayerCapture",
+    "capture_activations",
+    "eval_mode",
+    "fuse_layer_maps",
+    "target_scores",
+    "weighted_sum",
+]
+
+FUSIONS = ("mean", "max", "layercam")
 
 
 @dataclass
@@ -26,6 +41,18 @@ class CamOutput:
     maps: torch.Tensor  # float [B, h, w]
     logits: torch.Tensor  # float [B, num_classes]
     targets: torch.Tensor  # int64 [B], the class each map explains
+
+
+@dataclass
+class LayerCapture:
+    """What one forward (and backward) pass tells a method about one target layer."""
+
+    layer: nn.Module
+    images: torch.Tensor  # the normalised input [B, 3, H, W]
+    activations: torch.Tensor  # [B, C, h, w]
+    gradients: torch.Tensor | None  # ∂S/∂A [B, C, h, w], S the target logit; None without gradients
+    logits: torch.Tensor  # [B, num_classes]
+    targets: torch.Tensor  # [B]
 
 
 @contextlib.contextmanager
@@ -71,33 +98,99 @@ def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tens
     return (weights * activations).sum(1)
 
 
+def target_scores(logits: torch.Tensor, targets: torch.Tensor, kind: str = "logit") -> torch.Tensor:
+    """Each row's score for its target class: the raw ``logit`` or the softmax ``probability``."""
+    if kind == "probability":
+        logits = logits.float().softmax(1)
+    return logits.gather(1, targets[:, None].to(logits.device))[:, 0]
+
+
+def fuse_layer_maps(maps: Sequence[torch.Tensor], fusion: str = "mean") -> torch.Tensor:
+    """One map ``[B, h, w]`` from per-layer maps (bilinearly resized to the finest layer's size).
+
+    ``mean`` / ``max``: the mean / element-wise maximum of the min-max normalised maps
+    (pytorch-grad-cam aggregates layers by the mean). ``layercam``: LayerCAM's scaling
+    ``tanh(2 · M / max M)`` (Jiang et al., TIP 2021, Eq. 6), then the element-wise maximum
+    (torchcam's fusion). A single map passes unchanged.
+    """
+    if fusion not in FUSIONS:
+        raise WsolError(f"model.fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+    if len(maps) == 1:
+        return maps[0]
+    size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+    resized = [
+        m if m.shape[-2:] == size else F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        for m in maps
+    ]
+    if fusion == "layercam":
+        stacked = torch.stack(resized)  # [L, B, h, w]
+        peak = stacked.flatten(2).amax(2)[..., None, None]
+        scaled = torch.tanh(2 * stacked / torch.where(peak > 0, peak, torch.ones_like(peak)))
+        return torch.where(peak > 0, scaled, torch.zeros_like(scaled)).amax(0)
+    normalised = torch.stack([minmax_normalize(m)[0] for m in resized])
+    return normalised.mean(0) if fusion == "mean" else normalised.amax(0)
+
+
 class CamMethod:
     """Base class: subclasses set ``needs_grad`` and implement :meth:`channel_weights` or :meth:`compute`.
 
     Args:
         model: a classifier returning logits ``[B, num_classes]``.
-        layer: dotted name of the target layer (``named_modules()``).
-        relu: apply ReLU to the final map (Grad-CAM's convention; every method here, so that
+        layer: dotted name of the target layer (``named_modules()``), or a list of names: each
+            layer's map is computed on its own, then the maps are fused (:func:`fuse_layer_maps`).
+        relu: apply ReLU to each layer's map (Grad-CAM's convention; every method here, so that
             maps are comparable). wsolevaluation's CAM applies none: ``relu=False`` matches it.
+        fusion: ``mean``, ``max`` or ``layercam``; used with several layers only.
+        seed: seed of the noise of the stochastic methods (drawn on the CPU, so every device
+            draws the same noise).
     """
 
     needs_grad: bool = True
 
-    def __init__(self, model: nn.Module, layer: str, *, relu: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | Sequence[str],
+        *,
+        relu: bool = True,
+        fusion: str = "mean",
+        seed: int = 0,
+    ) -> None:
         self.model = model
-        self.layer_name = layer
-        self.layer = find_layer(model, layer)
+        self.layer_names = [layer] if isinstance(layer, str) else list(layer)
+        if not self.layer_names:
+            raise WsolError("model.layer is an empty list; name at least one layer")
+        self.layers = [find_layer(model, name) for name in self.layer_names]
         self.relu = relu
+        if fusion not in FUSIONS:
+            raise WsolError(f"model.fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        self.fusion = fusion
+        self.seed = int(seed)
 
-    def channel_weights(
-        self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor
-    ) -> torch.Tensor:
+    def channel_weights(self, x: LayerCapture) -> torch.Tensor:
         """Channel weights ``[B, C]`` (or pixel-wise ``[B, C, h, w]``)."""
         raise NotImplementedError
 
-    def compute(self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
-        """The raw map ``[B, h, w]`` before the optional ReLU."""
-        return weighted_sum(self.channel_weights(activations, gradients, targets), activations)
+    def compute(self, x: LayerCapture) -> torch.Tensor:
+        """The raw map ``[B, h, w]`` of one layer before the optional ReLU."""
+        return weighted_sum(self.channel_weights(x), x.activations)
+
+    def forward_with_captures(self, images: torch.Tensor, targets_from) -> list[LayerCapture]:
+        """One forward (and backward, if ``needs_grad``) with every target layer hooked."""
+        with contextlib.ExitStack() as stack, torch.set_grad_enabled(self.needs_grad):
+            stores = [stack.enter_context(capture_activations(layer)) for layer in self.layers]
+            inputs = images.detach().requires_grad_(self.needs_grad)
+            logits = self.model(inputs)
+            targets = targets_from(logits)
+            activations = [store["activations"] for store in stores]
+            gradients: Sequence[torch.Tensor | None] = [None] * len(activations)
+            if self.needs_grad:
+                scores = target_scores(logits, targets).sum()  # samples are independent in eval mode
+                gradients = torch.autograd.grad(scores, activations)
+        return [
+            LayerCapture(layer, images.detach(), a.detach(), g, logits.detach(), targets)
+            for layer, a, g in zip(self.layers, activations, gradients, strict=True)
+        ]
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, target: str = "gt") -> CamOutput:
         """Maps for a batch of normalised images.
@@ -111,17 +204,16 @@ class CamMethod:
             raise WsolError(f"eval.target must be gt or top1, got {target!r}")
         if target == "gt" and (labels is None or len(labels) != len(images)):
             raise WsolError("target=gt needs one label per image")
-        with eval_mode(self.model), capture_activations(self.layer) as store, torch.set_grad_enabled(self.needs_grad):
-            inputs = images.detach().requires_grad_(self.needs_grad)
-            logits = self.model(inputs)
-            activations = store["activations"]
-            targets = labels.to(logits.device) if target == "gt" else logits.argmax(1)
-            gradients = None
-            if self.needs_grad:
-                scores = logits.gather(1, targets[:, None]).sum()  # samples are independent in eval mode
-                (gradients,) = torch.autograd.grad(scores, activations)
+
+        def targets_from(logits: torch.Tensor) -> torch.Tensor:
+            return labels.to(logits.device) if target == "gt" else logits.argmax(1)
+
+        with eval_mode(self.model):
+            captures = self.forward_with_captures(images, targets_from)
             with torch.no_grad():
-                maps = self.compute(activations.detach(), gradients, targets)
+                maps = [self.compute(x) for x in captures]
                 if self.relu:
-                    maps = maps.clamp_min(0)
-        return CamOutput(maps=maps.detach(), logits=logits.detach(), targets=targets)
+                    maps = [m.clamp_min(0) for m in maps]
+                fused = fuse_layer_maps(maps, self.fusion)
+        first = captures[0]
+        return CamOutput(maps=fused.detach(), logits=first.logits, targets=first.targets)

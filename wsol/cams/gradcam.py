@@ -1,10 +1,18 @@
-"""Gradient-weighted CAMs.
+"""Gradient-weighted CAMs; ``g = ∂S/∂A`` with ``S`` the target class's logit, ``A`` the layer's activations.
 
-Grad-CAM — Selvaraju et al., ICCV 2017: ``w_k = mean_ij ∂S/∂A_k,ij``, map ``ReLU(Σ_k w_k A_k)``.
-
-Grad-CAM++ — Chattopadhay et al., WACV 2018, Eq. 19 with ``g = ∂S/∂A`` (S the target logit):
-``α_k,ij = g_ij² / (2 g_ij² + Σ_ab A_k,ab · g_ij³)`` (0 where the denominator is 0),
-``w_k = Σ_ij α_k,ij · ReLU(g_ij)``.
+- Grad-CAM — Selvaraju et al., ICCV 2017: ``w_k = mean_ij g_k,ij``, map ``ReLU(Σ_k w_k A_k)``.
+- Grad-CAM++ — Chattopadhay et al., WACV 2018, Eq. 19:
+  ``α_k,ij = g_ij² / (2 g_ij² + Σ_ab A_k,ab · g_ij³)`` (0 where the denominator is 0),
+  ``w_k = Σ_ij α_k,ij · ReLU(g_ij)``. ``alpha_norm=True`` divides α by its per-channel sum, as
+  the authors' code does.
+- Smooth Grad-CAM++ — Omeiza et al., 2019: Grad-CAM++ weights averaged over ``n`` copies of
+  the input with Gaussian noise (std ``σ`` on the normalised input); each copy's α and weights
+  come from that copy's own activations and gradients, and the averaged weights multiply the
+  clean activations.
+- XGrad-CAM — Fu et al., BMVC 2020: ``w_k = Σ_ij g_k,ij · A_k,ij / Σ_ij A_k,ij`` (0 where
+  ``Σ A_k = 0``).
+- LayerCAM — Jiang et al., TIP 2021: ``M = Σ_k ReLU(g_k) ⊙ A_k`` (pixel-wise weights).
+- HiResCAM — Draelos & Carin, 2020: ``M = Σ_k g_k ⊙ A_k``.
 """
 
 from __future__ import annotations
@@ -12,27 +20,103 @@ from __future__ import annotations
 import torch
 
 from . import METHODS
-from .core import CamMethod
+from .core import CamMethod, LayerCapture, capture_activations, target_scores
 
-__all__ = ["GradCAM", "GradCAMpp", "gradcampp_alpha"]
+__all__ = [
+    "GradCAM",
+    "GradCAMpp",
+    "HiResCAM",
+    "LayerCAM",
+    "SmoothGradCAMpp",
+    "XGradCAM",
+    "gradcampp_alpha",
+    "gradcampp_weights",
+    "input_noise",
+]
 
 
 @METHODS.register("gradcam")
 class GradCAM(CamMethod):
-    def channel_weights(self, activations, gradients, targets):
-        return gradients.mean(dim=(2, 3))
+    def channel_weights(self, x):
+        return x.gradients.mean(dim=(2, 3))
 
 
-def gradcampp_alpha(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++ ``α`` ``[B, C, h, w]`` (paper Eq. 19); 0 where the denominator vanishes."""
+def gradcampp_alpha(activations: torch.Tensor, gradients: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Grad-CAM++ ``α`` ``[B, C, h, w]`` (paper Eq. 19); 0 where the denominator vanishes.
+
+    ``normalize``: divide by ``Σ_ij α_k,ij`` per channel (where non-zero), as the authors' code does.
+    """
     g2 = gradients.pow(2)
     denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * gradients.pow(3)
     safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
-    return torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
+    alpha = torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
+    if normalize:
+        total = alpha.sum(dim=(2, 3), keepdim=True)
+        alpha = alpha / torch.where(total != 0, total, torch.ones_like(total))
+    return alpha
+
+
+def gradcampp_weights(activations: torch.Tensor, gradients: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Grad-CAM++ channel weights ``w_k = Σ_ij α_k,ij · ReLU(g_k,ij)`` ``[B, C]``."""
+    alpha = gradcampp_alpha(activations, gradients, normalize)
+    return (alpha * gradients.clamp_min(0)).sum(dim=(2, 3))
 
 
 @METHODS.register("gradcampp")
 class GradCAMpp(CamMethod):
-    def channel_weights(self, activations, gradients, targets):
-        alpha = gradcampp_alpha(activations, gradients)
-        return (alpha * gradients.clamp_min(0)).sum(dim=(2, 3))
+    def __init__(self, model, layer, *, alpha_norm: bool = False, **kwargs) -> None:
+        super().__init__(model, layer, **kwargs)
+        self.alpha_norm = bool(alpha_norm)
+
+    def channel_weights(self, x):
+        return gradcampp_weights(x.activations, x.gradients, self.alpha_norm)
+
+
+def input_noise(shape: tuple[int, ...], std: float, seed: int, device: torch.device) -> torch.Tensor:
+    """Gaussian noise ``[n, 3, H, W]`` drawn on the CPU from ``seed`` (the same on every device and batch)."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=generator) * std).to(device)
+
+
+@METHODS.register("smoothgradcampp")
+class SmoothGradCAMpp(CamMethod):
+    """Smooth Grad-CAM++ with ``num_samples`` noisy copies (noise std ``std``, torchcam's defaults 4 and 0.3).
+
+    Copy ``i`` adds the same noise field ``ε_i`` to every image of the batch, so a sample's map does
+    not depend on its batch; each copy is one forward and backward of the whole batch.
+    """
+
+    def __init__(self, model, layer, *, num_samples: int = 4, std: float = 0.3, alpha_norm: bool = False, **kwargs):
+        super().__init__(model, layer, **kwargs)
+        self.num_samples, self.std, self.alpha_norm = int(num_samples), float(std), bool(alpha_norm)
+
+    def channel_weights(self, x: LayerCapture) -> torch.Tensor:
+        noise = input_noise((self.num_samples, *x.images.shape[1:]), self.std, self.seed, x.images.device)
+        total = torch.zeros(x.activations.shape[:2], device=x.activations.device, dtype=x.activations.dtype)
+        for eps in noise:
+            with capture_activations(x.layer) as store, torch.enable_grad():
+                logits = self.model((x.images + eps).requires_grad_(True))
+                activations = store["activations"]
+                (gradients,) = torch.autograd.grad(target_scores(logits, x.targets).sum(), activations)
+            total += gradcampp_weights(activations.detach(), gradients, self.alpha_norm)
+        return total / self.num_samples
+
+
+@METHODS.register("xgradcam")
+class XGradCAM(CamMethod):
+    def channel_weights(self, x):
+        total = x.activations.sum(dim=(2, 3))
+        weighted = (x.gradients * x.activations).sum(dim=(2, 3))
+        return torch.where(total != 0, weighted / torch.where(total != 0, total, torch.ones_like(total)), 0.0)
+
+
+@METHODS.register("layercam")
+class LayerCAM(CamMethod):
+    def channel_weights(self, x):
+        return x.gradients.clamp_min(0)
+
+
+@METHODS.register("hirescam")
+class HiResCAM(CamMethod):
+    def channel_weights(self, x):
+        return x.gradients

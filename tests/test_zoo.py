@@ -1,0 +1,286 @@
+"""The method zoo: each formula on small nets where it reduces to a hand-computed value, the GAP
+invariants, batch and chunk invariance, determinism, flat inputs, multi-layer fusion, CPU/GPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import ToyCamNet
+from torch import nn
+
+from wsol.cams import METHODS, build_method
+from wsol.cams.core import fuse_layer_maps
+from wsol.cams.eigen import first_component_projection
+from wsol.cams.gradcam import gradcampp_weights, input_noise
+from wsol.cams.perturb import activation_masks, chunk_size, forward_bytes
+from wsol.errors import WsolError
+from wsol.localize import minmax_normalize
+
+ALL = METHODS.names()
+
+
+class MeanHead(nn.Module):
+    """logits = W · mean_hw(x), hooked at ``features`` = the input: A = X and S_c = Σ_k W_ck mean(X_k)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        self.fc.weight.data.copy_(weight)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+class SquareHead(nn.Module):
+    """S_c = Σ_k v_ck Σ_ij A_kij² with A = the input: g = 2 v_ck A_kij."""
+
+    def __init__(self, v: torch.Tensor) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.v = v
+
+    def forward(self, x):
+        return self.features(x).pow(2).sum(dim=(2, 3)) @ self.v.T
+
+
+def sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+# --- hand values -------------------------------------------------------------------------------
+
+
+def test_xgradcam_layercam_hirescam_hand_values():
+    a = torch.tensor([[[[1.0, 2.0]], [[3.0, 1.0]]]])  # two channels of two pixels
+    net = SquareHead(torch.tensor([[1.0, -1.0]]))  # g = 2A for channel 0, -2A for channel 1
+    label = torch.tensor([0])
+    # XGrad-CAM: w_k = Σ g A / Σ A → w0 = 2·5/3, w1 = -2·10/4; map = w0 A0 + w1 A1
+    w0, w1 = 10 / 3, -5.0
+    xgrad = build_method("xgradcam", net, "features", relu=False)(a, label).maps[0, 0]
+    assert xgrad.tolist() == pytest.approx([w0 * 1 + w1 * 3, w0 * 2 + w1 * 1])
+    # LayerCAM: Σ_k ReLU(g_k) ⊙ A_k → only channel 0: 2A0² = [2, 8]
+    assert build_method("layercam", net, "features")(a, label).maps[0, 0].tolist() == [2.0, 8.0]
+    # HiResCAM: Σ_k g_k ⊙ A_k = 2A0² − 2A1² = [2 − 18, 8 − 2] → ReLU → [0, 6]
+    assert build_method("hirescam", net, "features")(a, label).maps[0, 0].tolist() == [0.0, 6.0]
+
+
+def test_gradcampp_alpha_norm_matches_the_authors_code():
+    a = torch.tensor([[[[1.0, 2.0]]]])  # g = 2A = [2, 4]; α = [1/8, 1/14] (paper Eq. 19)
+    net = SquareHead(torch.tensor([[1.0]]))
+    alpha = torch.tensor([1 / 8, 1 / 14])
+    w = float((alpha / alpha.sum() * torch.tensor([2.0, 4.0])).sum())
+    out = build_method("gradcampp", net, "features", alpha_norm=True)(a, torch.tensor([0])).maps[0, 0]
+    assert out.tolist() == pytest.approx([w, 2 * w], rel=1e-6)
+
+
+def test_smoothgradcampp_without_noise_is_gradcampp():
+    net = ToyCamNet(channels=5, classes=3)
+    x, labels = torch.randn(2, 3, 8, 8), torch.tensor([2, 0])
+    smooth = build_method("smoothgradcampp", net, "conv", std=0.0)(x, labels).maps
+    plain = build_method("gradcampp", net, "conv")(x, labels).maps
+    assert torch.allclose(smooth, plain, atol=1e-6)
+
+
+def test_smoothgradcampp_pairs_each_copys_activations_with_its_gradients():
+    # A = X + ε_i on copy i, g = 2A: the weights average Grad-CAM++ of (A_i, g_i); the clean A is weighted
+    x = torch.rand(1, 2, 3, 3) + 0.5
+    net = SquareHead(torch.tensor([[1.0, 0.5]]))
+    noise = input_noise((3, 2, 3, 3), 0.2, seed=7, device=torch.device("cpu"))
+    v = torch.tensor([1.0, 0.5])[:, None, None]
+    weights = torch.stack([gradcampp_weights(x + e, 2 * (x + e) * v) for e in noise])
+    expected = (weights.mean(0)[:, :, None, None] * x).sum(1)
+    method = build_method("smoothgradcampp", net, "features", num_samples=3, std=0.2, seed=7)
+    assert torch.allclose(method(x, torch.tensor([0])).maps, expected, atol=1e-5)
+
+
+def test_scorecam_family_hand_values():
+    # one channel, two pixels X = [1, 3], A = X: mask H = [0, 1], X∘H = [0, 3], mean 1.5,
+    # logits (1.5, -1.5) → p_0 = σ(3); the map is p_0 · A
+    x = torch.tensor([[[[1.0, 3.0]]]])
+    net = MeanHead(torch.tensor([[1.0], [-1.0]]))
+    label = torch.tensor([0])
+    score = build_method("scorecam", net, "features")(x, label).maps[0, 0]
+    assert score.tolist() == pytest.approx([sigmoid(3), 3 * sigmoid(3)], rel=1e-6)
+    # IS-CAM, N = 2: scales 1/2 and 1 → (σ(1.5) + σ(3)) / 2; torchcam's cumulative 1/2, 3/2 → (σ(1.5) + σ(4.5)) / 2
+    iscam = build_method("iscam", net, "features", num_samples=2)(x, label).maps[0, 0, 0]
+    assert float(iscam) == pytest.approx((sigmoid(1.5) + sigmoid(3)) / 2, rel=1e-6)
+    cumulative = build_method("iscam", net, "features", num_samples=2, path="cumulative")(x, label).maps[0, 0, 0]
+    assert float(cumulative) == pytest.approx((sigmoid(1.5) + sigmoid(4.5)) / 2, rel=1e-6)
+    # SS-CAM without noise is Score-CAM
+    sscam = build_method("sscam", net, "features", num_samples=3, std=0.0)(x, label).maps[0, 0]
+    assert torch.allclose(sscam, score)
+    # the libraries' weighting: a softmax over one channel is 1 → the map is A itself
+    lib = build_method("scorecam", net, "features", weighting="channel_softmax")(x, label).maps[0, 0]
+    assert lib.tolist() == pytest.approx([1.0, 3.0])
+
+
+def test_scorecam_channel_softmax_and_sscam_noise_against_a_direct_computation():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 4, 4)
+    weight = torch.randn(5, 3)
+    net = MeanHead(weight)
+    labels = torch.tensor([4, 1])
+    masks = minmax_normalize(x.flatten(0, 1))[0].view(2, 3, 1, 4, 4)  # [B, C, 1, H, W]
+    logits = net((x[:, None] * masks).flatten(0, 1)).view(2, 3, 5)  # masked input per channel
+    target_logits = logits[torch.arange(2), :, labels]  # [B, C]
+    expected = (target_logits.softmax(1)[:, :, None, None] * x).sum(1).clamp_min(0)
+    lib = build_method("scorecam", net, "features", weighting="channel_softmax")(x, labels).maps
+    assert torch.allclose(lib, expected, atol=1e-6)
+    # SS-CAM: one noise field per sample, shared by channels and images, drawn from the seed
+    noise = torch.randn((4, 1, 4, 4), generator=torch.Generator().manual_seed(3)) * 0.5
+    probs = torch.stack([net((x[:, None] * (masks + e)).flatten(0, 1)).softmax(1).view(2, 3, 5) for e in noise])
+    w = probs.mean(0)[torch.arange(2), :, labels]
+    expected = (w[:, :, None, None] * x).sum(1).clamp_min(0)
+    got = build_method("sscam", net, "features", num_samples=4, std=0.5, seed=3)(x, labels).maps
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_ablationcam_hand_values_and_negative_score_guard():
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[4.0, 0.0], [1.0, 1.0]]]])  # means 2.5 and 1.5
+    net = MeanHead(torch.tensor([[0.5, 2.0], [-1.0, 0.5]]))
+    # class 0: S = 1.25 + 3 = 4.25, S − S_k = W_k mean(A_k) → w = (1.25, 3) / 4.25
+    out = build_method("ablationcam", net, "features", relu=False)(a, torch.tensor([0])).maps[0]
+    assert torch.allclose(out, (1.25 * a[0, 0] + 3 * a[0, 1]) / 4.25)
+    # class 1: S = -2.5 + 0.75 = -1.75 < 0: weights (-2.5, 0.75) / |S|, not divided by S (which flips them)
+    out = build_method("ablationcam", net, "features", relu=False)(a, torch.tensor([1])).maps[0]
+    assert torch.allclose(out, (-2.5 * a[0, 0] + 0.75 * a[0, 1]) / 1.75)
+
+
+def test_eigencam_rank_one_and_deterministic_sign():
+    s = torch.tensor([0.0, 1.0, 4.0, 2.0])  # spatial pattern over 2×2 positions
+    for u in (torch.tensor([1.0, 2.0, 2.0]), torch.tensor([-1.0, -2.0, -2.0])):
+        a = (u[:, None] * s[None]).view(1, 3, 2, 2)  # A_k = u_k · s: rank one
+        got = first_component_projection(a)[0].flatten()
+        # projection = (s − mean s) · |u| up to sign; the sign follows Σ_k A_k = s · Σu
+        expected = (s - s.mean()) * u.norm() * torch.sign(u.sum())
+        assert torch.allclose(got, expected, atol=1e-5)
+    net = ToyCamNet(channels=6)
+    x, labels = torch.randn(3, 3, 7, 7), torch.tensor([0, 1, 2])
+    method = build_method("eigencam", net, "features")
+    maps = method(x, labels).maps
+    assert torch.equal(maps, method(x, labels).maps)
+    assert torch.equal(maps, method(x, torch.tensor([2, 2, 0])).maps)  # class agnostic
+
+
+# --- invariants ----------------------------------------------------------------------------------
+
+
+def test_gap_invariant_cam_gradcam_xgradcam_hirescam_coincide():
+    net = ToyCamNet(channels=6, classes=4)
+    x, labels = torch.randn(4, 3, 9, 9), torch.tensor([0, 3, 1, 2])
+    maps = {m: minmax_normalize(build_method(m, net, "features")(x, labels).maps)[0] for m in ALL}
+    for name in ("gradcam", "xgradcam", "hirescam"):
+        assert torch.allclose(maps[name], maps["cam"], atol=1e-5), name
+    # the other formulas differ at this layer
+    for name in ("gradcampp", "layercam", "scorecam", "eigencam", "ablationcam", "sscam", "iscam"):
+        assert not torch.allclose(maps[name], maps["cam"], atol=1e-3), name
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_batch_invariance_chunking_and_determinism(name):
+    net = ToyCamNet(channels=5, classes=4)
+    x, labels = torch.randn(4, 3, 8, 8), torch.tensor([3, 0, 1, 2])
+    options = {"num_samples": 2} if name in ("sscam", "iscam", "smoothgradcampp") else {}
+    method = build_method(name, net, "features", **options)
+    batch = method(x, labels).maps
+    for i in range(4):
+        assert torch.allclose(method(x[i : i + 1], labels[i : i + 1]).maps[0], batch[i], atol=1e-5)
+    assert torch.equal(method(x, labels).maps, batch)
+    if "memory_budget_mb" in method.__dict__:
+        tiny = build_method(name, net, "features", memory_budget_mb=1e-6, **options)  # one input per forward
+        assert torch.allclose(tiny(x, labels).maps, batch, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_flat_channels_and_flat_maps_give_finite_maps(name):
+    net = ToyCamNet(channels=4, classes=3)
+    for x in (torch.zeros(2, 3, 6, 6), torch.full((2, 3, 6, 6), 0.7)):  # every channel spatially flat
+        maps = build_method(name, net, "features")(x, torch.tensor([0, 1])).maps
+        assert torch.isfinite(maps).all() and (maps >= 0).all()
+    dead = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    dead[0].bias.data.fill_(-100.0)  # ReLU zeroes every channel
+    maps = build_method(name, dead, "1")(torch.rand(2, 3, 5, 5), torch.tensor([0, 1])).maps
+    assert torch.isfinite(maps).all() and (maps == 0).all()
+
+
+def test_perturbation_inputs_are_built_in_chunks_under_the_budget():
+    net = ToyCamNet(channels=8, classes=3)
+    x, labels = torch.rand(3, 3, 10, 10), torch.tensor([0, 1, 2])
+    per_input = forward_bytes(net, x)
+    assert per_input >= 3 * 10 * 10 * 4 + 8 * 10 * 10 * 4  # the input and the conv output at least
+    budget_mb = 5 * per_input / 2**20
+    assert chunk_size(net, x, budget_mb) == 5
+    seen: list[int] = []
+    hook = net.register_forward_pre_hook(lambda _m, inputs: seen.append(len(inputs[0])))
+    try:
+        build_method("scorecam", net, "features", weighting="channel_softmax", memory_budget_mb=budget_mb)(x, labels)
+    finally:
+        hook.remove()
+    # the probe forward (1), the clean batch (3), then 3 × 8 masked inputs 5 at a time
+    assert max(seen[2:]) == 5 and sum(seen[2:]) == 3 * 8 and seen[0] == 3
+    with pytest.raises(WsolError, match="memory_budget_mb"):
+        chunk_size(net, x, 0)
+
+
+def test_activation_masks_orders():
+    a = torch.tensor([[[0.0, 2.0], [1.0, 4.0]]])
+    up = activation_masks(a, (4, 4), "upsample_first")
+    down = activation_masks(a, (4, 4), "normalize_first")
+    assert up.shape == (1, 1, 4, 4) and float(up.min()) == 0 and float(up.max()) == 1
+    assert torch.allclose(down, up)  # a corner holds each extreme: both orders agree here
+    flat = activation_masks(torch.ones(1, 2, 2), (3, 3))
+    assert (flat == 0).all()
+    with pytest.raises(WsolError, match="mask_order"):
+        activation_masks(a, (4, 4), "other")
+
+
+# --- several layers --------------------------------------------------------------------------------
+
+
+def test_fusion_hand_values():
+    fine = torch.tensor([[[0.0, 1.0], [2.0, 4.0]]])  # min-max → [0, .25, .5, 1]
+    coarse = torch.tensor([[[3.0]]])  # flat → zeros after min-max; resized to 2×2
+    mean = fuse_layer_maps([fine, coarse], "mean")
+    assert mean.flatten().tolist() == [0.0, 0.125, 0.25, 0.5]
+    assert fuse_layer_maps([fine, fine / 2], "max").flatten().tolist() == [0.0, 0.25, 0.5, 1.0]
+    lc = fuse_layer_maps([fine, coarse], "layercam")  # tanh(2 M / max M), then the maximum
+    expected = torch.maximum(torch.tanh(2 * fine / 4), torch.full_like(fine, math.tanh(2.0)))
+    assert torch.allclose(lc, expected)
+    assert torch.equal(fuse_layer_maps([fine], "layercam"), fine)
+    with pytest.raises(WsolError, match="fusion"):
+        fuse_layer_maps([fine, fine], "sum")
+
+
+def test_several_layers_fuse_per_layer_maps():
+    net = ToyCamNet(channels=5, classes=3)
+    x, labels = torch.randn(2, 3, 6, 6), torch.tensor([1, 2])
+    single = build_method("gradcam", net, "features")(x, labels).maps
+    assert torch.equal(build_method("gradcam", net, ["features"])(x, labels).maps, single)
+    conv = build_method("gradcam", net, "conv")(x, labels).maps
+    for fusion in ("mean", "max", "layercam"):
+        fused = build_method("gradcam", net, ["conv", "features"], fusion=fusion)(x, labels).maps
+        assert torch.allclose(fused, fuse_layer_maps([conv, single], fusion), atol=1e-6)
+    with pytest.raises(WsolError, match="empty"):
+        build_method("gradcam", net, [])
+
+
+def test_unknown_method_option_is_one_line():
+    with pytest.raises(WsolError, match="method gradcam has no option num_samples; its options: fusion, relu, seed"):
+        build_method("gradcam", ToyCamNet(), "features", num_samples=3)
+    with pytest.raises(WsolError, match="weighting"):
+        build_method("scorecam", ToyCamNet(), "features", weighting="logits")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ALL)
+def test_cpu_and_gpu_agree(name):
+    net = ToyCamNet(channels=6, classes=4)
+    x, labels = torch.randn(3, 3, 12, 12), torch.tensor([0, 3, 1])
+    options = {"num_samples": 3} if name in ("sscam", "iscam", "smoothgradcampp") else {}
+    cpu = build_method(name, net, "features", **options)(x, labels).maps
+    gpu = build_method(name, net.cuda(), "features", **options)(x.cuda(), labels.cuda()).maps.cpu()
+    net.cpu()
+    assert torch.allclose(minmax_normalize(cpu)[0], minmax_normalize(gpu)[0], atol=1e-4)

@@ -1,0 +1,99 @@
+"""Batched perturbation passes: many modified forwards of a batch, in chunks under a memory budget.
+
+Score-CAM's family and Ablation-CAM score one modified input per (image, channel) pair, and more
+with noise or integration samples. The pairs are flattened and evaluated ``chunk`` at a time:
+the masked inputs of one chunk are built just before its forward, so at most ``chunk`` full-size
+inputs exist at once, on CPU and GPU alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import WsolError
+from ..localize import minmax_normalize
+
+__all__ = ["activation_masks", "chunk_size", "chunked", "forward_bytes", "replace_output", "zero_channels"]
+
+
+def forward_bytes(model: nn.Module, sample: torch.Tensor) -> int:
+    """Bytes one input of ``sample``'s shape costs a no-grad forward: its size plus every leaf module's output.
+
+    Summing all outputs bounds the live memory of an inference pass from above (most are freed
+    as the pass goes), so chunks sized from it stay under the budget.
+    """
+    total = sample[:1].numel() * sample.element_size()
+
+    def record(_module, _inputs, output) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(sample[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def chunk_size(model: nn.Module, sample: torch.Tensor, budget_mb: float) -> int:
+    """How many perturbed inputs one forward may take under ``budget_mb`` MiB (at least 1)."""
+    if not budget_mb or budget_mb <= 0:
+        raise WsolError(f"method.memory_budget_mb must be positive, got {budget_mb}")
+    return max(1, int(budget_mb * 2**20) // forward_bytes(model, sample))
+
+
+def chunked(total: int, chunk: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Consecutive index ranges ``[start, start + chunk)`` covering ``range(total)``."""
+    for start in range(0, total, chunk):
+        yield torch.arange(start, min(start + chunk, total), device=device)
+
+
+def activation_masks(activations: torch.Tensor, size: tuple[int, int], order: str = "upsample_first") -> torch.Tensor:
+    """Score-CAM's masks ``[m, 1, H, W]`` in ``[0, 1]`` from activation maps ``[m, h, w]``.
+
+    ``upsample_first`` (the Score-CAM paper and code, pytorch-grad-cam): bilinear upsampling to
+    the input size, then per-map min-max. ``normalize_first`` (torchcam): min-max, then upsampling.
+    Flat maps give all-zero masks.
+    """
+    if order not in ("upsample_first", "normalize_first"):
+        raise WsolError(f"method.mask_order must be upsample_first or normalize_first, got {order!r}")
+
+    def up(maps: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+    if order == "upsample_first":
+        masks = minmax_normalize(up(activations))[0]
+    else:
+        masks = up(minmax_normalize(activations.float())[0])
+    return masks[:, None]
+
+
+@contextlib.contextmanager
+def replace_output(layer: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Replace ``layer``'s output by ``transform(output)`` while the block runs."""
+    handle = layer.register_forward_hook(lambda _m, _i, output: transform(output))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def zero_channels(channels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An output transform that zeroes channel ``channels[i]`` of row ``i`` (for :func:`replace_output`)."""
+    rows = torch.arange(len(channels), device=channels.device)
+
+    def transform(output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        output[rows, channels] = 0
+        return output
+
+    return transform
