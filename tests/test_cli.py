@@ -101,6 +101,20 @@ def test_method_option_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and "error: model.fusion must be one of mean, max, layercam" in proc.stderr
 
 
+def test_report_true_writes_run_and_sweep_reports(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = wsol("-m", "method=cam,gradcampp", "report=true", "limit=6", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (sweep / "report.html").is_file() and (sweep / "figures" / "grid.png").is_file()
+    for method in ("cam", "gradcampp"):
+        run_dir = sweep / f"limit=6,method={method}"  # report=true stays out of the folder name
+        assert (run_dir / "report.html").is_file() and (run_dir / "figures" / "curves.png").is_file()
+    # the final summary line of each run: headline metrics, images, speed, folder
+    output = proc.stdout + proc.stderr
+    summaries = [line for line in output.splitlines() if "img/s" in line and "written to" in line]
+    assert len(summaries) == 2 and "6 images" in summaries[0], output[-2000:]
+
+
 def test_gradcampp_and_fixed_threshold(tmp_path):
     proc = wsol("method=gradcampp", "localize=fixed", "localize.threshold=0.2", "limit=16", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -27,13 +27,14 @@ __all__ = ["collect_runs", "aggregate", "main"]
 
 
 def collect_runs(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Summaries of finished runs (``metrics.json``) and ``(folder, reason)`` of failed or unfinished ones."""
+    """Summaries of finished runs (``metrics.json``, with its ``folder`` added) and ``(folder, reason)`` of
+    failed or unfinished ones."""
     done, failed = [], []
     for folder, dirs, files in sorted(os.walk(root)):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "partials")
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "partials" and d != "figures")
         if "metrics.json" in files:
             with open(os.path.join(folder, "metrics.json")) as f:
-                done.append(json.load(f))
+                done.append({**json.load(f), "folder": folder})
         elif "error.txt" in files:
             with open(os.path.join(folder, "error.txt")) as f:
                 failed.append((os.path.relpath(folder, root), f.read().strip()))
@@ -71,7 +72,8 @@ def aggregate(
     protocols = sorted({str(r.get("protocol")) for r in runs})
     caption = f"{runs[0].get('dataset')}, {runs[0].get('images')} images, protocol {', '.join(protocols)}"
     texts = {
-        fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "", std=std) for fmt in ("md", "tex", "csv")
+        fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "", std=std)
+        for fmt in ("md", "tex", "html", "csv")
     }
     if failed:
         texts["md"] += "\nFailed or unfinished runs:\n" + "".join(f"- {d}: {r}\n" for d, r in failed)

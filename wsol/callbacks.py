@@ -25,4 +25,12 @@ class AggregateOnMultirunEnd(Callback):
             log.error("%s", e)
             return
         print(table, flush=True)
-        log.info("sweep table written to %s/table.{md,tex,csv}", sweep_dir)
+        log.info("sweep table written to %s/table.{md,tex,html,csv}", sweep_dir)
+        if config.get("report"):
+            from .errors import WsolError
+            from .visualize import write_sweep_report
+
+            try:
+                log.info("sweep report: %s", write_sweep_report(sweep_dir))
+            except WsolError as e:
+                log.error("no sweep report: %s", e)

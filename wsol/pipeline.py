@@ -29,6 +29,7 @@ from .errors import WsolError
 from .localize import minmax_normalize, quantize, sweep_thresholds, upsample
 from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
 from .models import build_model, default_layer
+from .progress import Progress
 from .state import MapCache, PartialStore, fingerprint
 
 __all__ = [
@@ -114,7 +115,7 @@ def _source_hash(*patterns: str) -> str:
 
 def run_fingerprint(config: dict) -> str:
     """Identity of a run's results: the result-relevant config and all of wsol's code (shards share it)."""
-    return fingerprint({**config, "code": _source_hash("**/*.py")}, drop=("shard",))
+    return fingerprint({**config, "code": _source_hash("**/*.py")}, drop=("shard", "report", "figures", "progress"))
 
 
 class _ModelScorer:
@@ -151,13 +152,22 @@ class _ModelScorer:
             )
             self.cache = MapCache(os.path.join(cfg["cache_dir"], "maps"), fingerprint(key_cfg))
 
-    def __call__(self, index: int, batch: Batch) -> tuple[_Scores, list[str | None]]:
+    def score(self, batch: Batch) -> dict:
+        """Maps, top-5 classes and targets of a batch (no cache): ``{"ids", "maps", "top5", "targets"}``."""
+        images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
+        out = self.method(images, batch.labels.to(self.device), target=self.target)
+        top5 = out.logits.topk(min(5, out.logits.shape[1]), dim=1).indices
+        return {"ids": batch.ids, "maps": out.maps, "top5": top5, "targets": out.targets}
+
+    def cached(self, index: int, ids: list[str]) -> dict | None:
+        """The map cache's entry for global batch ``index`` if it holds exactly ``ids``."""
         entry = self.cache.get(index) if self.cache else None
-        if entry is None or entry["ids"] != batch.ids:
-            images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
-            out = self.method(images, batch.labels.to(self.device), target=self.target)
-            top5 = out.logits.topk(min(5, out.logits.shape[1]), dim=1).indices
-            entry = {"ids": batch.ids, "maps": out.maps, "top5": top5, "targets": out.targets}
+        return entry if entry is not None and entry["ids"] == ids else None
+
+    def __call__(self, index: int, batch: Batch) -> tuple[_Scores, list[str | None]]:
+        entry = self.cached(index, batch.ids)
+        if entry is None:
+            entry = self.score(batch)
             if self.cache:
                 self.cache.put(index, entry)
         scores = _Scores(entry["maps"].to(self.device), entry["top5"].to(self.device), entry["targets"].to(self.device))
@@ -247,6 +257,38 @@ class Evaluation:
             "boxes_clipped": self.dataset.boxes_clipped,
             "device": str(self.device),
         }
+
+    def samples(self, ids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For figures: ``id → (image uint8 [S, S, 3], map [S, S] in [0, 1], GT boxes [K, 4])`` at eval size.
+
+        Maps come from the map cache where it holds the image's batch, else from scoring just these
+        images; unreadable or unknown ids are left out.
+        """
+        position = {r.image_id: i for i, r in enumerate(self.dataset.records)}
+        positions = [position[i] for i in dict.fromkeys(ids) if i in position]
+        batch = collate([self.dataset[p] for p in positions])
+        maps: dict[str, torch.Tensor] = {}
+        if isinstance(self.scorer, _ModelScorer) and self.scorer.cache:
+            for index in sorted({p // self.batch_size for p in positions}):
+                records = self.dataset.records[index * self.batch_size : (index + 1) * self.batch_size]
+                entry = self.scorer.cache.get(index)
+                if entry is not None and set(entry["ids"]) <= {r.image_id for r in records}:
+                    maps.update(zip(entry["ids"], entry["maps"], strict=True))
+        if any(i not in maps for i in batch.ids):
+            if isinstance(self.scorer, _ModelScorer):
+                maps.update(zip(batch.ids, self.scorer.score(batch)["maps"], strict=True))
+            else:
+                file_maps, _ = load_maps(self.scorer.maps_dir, batch.ids)
+                maps.update((i, m) for i, m in zip(batch.ids, file_maps, strict=True) if m is not None)
+        out = {}
+        for j, image_id in enumerate(batch.ids):
+            if image_id not in maps:
+                continue
+            scores = _Scores(maps[image_id][None].to(self.device))
+            eval_map = _eval_maps(scores, self.image_size, self.loc_cfg.get("resize", "bicubic"))[0][0]
+            boxes = batch.boxes[j][batch.box_valid[j]].numpy()
+            out[image_id] = (batch.images[j].permute(1, 2, 0).numpy(), eval_map.cpu().numpy(), boxes)
+        return out
 
     def loader(self, batch_indices: list[int]) -> DataLoader:
         return DataLoader(
@@ -360,11 +402,14 @@ def evaluate(cfg: dict, state_dir: str | None = None) -> EvalResult:
     if done:
         log.info("resuming: %d of %d batches already done", len(done), len(evaluation.batches))
     start = time.perf_counter()
+    progress = Progress(sum(len(evaluation.batches[i]) for i in todo), "scoring", cfg.get("progress", "auto"))
     for index, batch in zip(todo, evaluation.loader(todo), strict=True):
         result = evaluation.run_batch(index, batch)
         if store:
             store.save(result)
         done[index] = result
+        progress.update(len(evaluation.batches[index]))
+    progress.close()
     seconds = time.perf_counter() - start
     out = finalize(meta, [done[i] for i in sorted(done)], seconds)
     scored = sum(done[i].n_images for i in todo)

@@ -16,6 +16,7 @@ from .errors import WsolError
 from .pipeline import EvalResult, evaluate, run_fingerprint
 from .registry import close_matches
 from .report import atomic_write_text, format_table, metrics_frame, write_run
+from .visualize import write_run_report
 
 __all__ = ["main", "run", "check_group_choices", "write_outputs", "CONF_DIR"]
 
@@ -59,7 +60,9 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         f"{summary['dataset']}, {result.info['images']} images, protocol {summary['protocol']}, "
         f"target={result.info['target']}"
     )
-    tables = {fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "") for fmt in ("md", "tex", "csv")}
+    tables = {
+        fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "") for fmt in ("md", "tex", "html", "csv")
+    }
     write_run(
         run_dir,
         config_yaml=OmegaConf.to_yaml(OmegaConf.create(config)),
@@ -91,7 +94,9 @@ def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> di
     config = OmegaConf.to_container(cfg, resolve=True)
     done = _finished(run_dir, config)
     if done is not None:
-        log.info("%s already holds this run's metrics.json; nothing to do", run_dir)
+        log.info("%s already holds this run's metrics.json; nothing to evaluate", run_dir)
+        if config.get("report"):
+            log.info("report: %s", write_run_report(run_dir, config))
         return done
     atomic_write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
     result = evaluate(config, state_dir=os.path.join(run_dir, "partials"))
@@ -103,11 +108,14 @@ def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> di
         )
         return None
     summary = write_outputs(run_dir, config, result, overrides)
+    if config.get("report"):
+        log.info("report: %s", write_run_report(run_dir, config))
     skipped = sum(result.info["skipped"].values())
     headline = ", ".join(f"{k} {result.metrics[k]:.2f}" for k in ("maxboxacc_v2", "pxap") if k in result.metrics)
     log.info(
-        "%s on %s: %s, %d images, %d skipped, written to %s",
-        summary["method"], summary["model"], headline, result.info["images"], skipped, run_dir,
+        "%s on %s (%s): %s, %d images (%s img/s, %.1f s), %d skipped, written to %s",
+        summary["method"], summary["model"], summary["layer"], headline, result.info["images"],
+        result.info.get("images_per_second"), result.info["seconds"], skipped, run_dir,
     )
     return summary
 

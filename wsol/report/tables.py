@@ -6,6 +6,7 @@ metric column the best value is bold and the second best underlined (lower is be
 
 from __future__ import annotations
 
+import html
 import io
 import math
 
@@ -101,6 +102,10 @@ def pivot(frame: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[s
     return table.reset_index()
 
 
+def _html_cell(text: str, numeric: bool) -> str:
+    return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
+
+
 def _ranks(values: pd.Series, lower_is_better: bool, digits: int) -> dict[int, int]:
     """Row index → 1 (best) or 2 (second best), compared as displayed (``digits``); ties share a rank."""
     finite = values[np.isfinite(values.astype(float))].round(digits)
@@ -119,7 +124,7 @@ def format_table(
     std: pd.DataFrame | None = None,
     highlight: bool = True,
 ) -> str:
-    """Render ``frame`` as ``md``, ``tex`` (booktabs) or ``csv``.
+    """Render ``frame`` as ``md``, ``tex`` (booktabs), ``html`` or ``csv``.
 
     Numbers get ``digits`` decimals, ``± std`` where ``std`` is given; with ``highlight`` and more than
     one row, each metric column's best value is bold and the second underlined (CSV: plain numbers,
@@ -136,16 +141,21 @@ def format_table(
         buffer = io.StringIO()
         out.to_csv(buffer, index=False, float_format=f"%.{digits + 2}f")
         return buffer.getvalue()
-    if fmt not in ("md", "tex"):
-        raise ValueError(f"unknown table format {fmt!r} (md, tex, csv)")
-    bold, under = ("**{}**", "<u>{}</u>") if fmt == "md" else (r"\textbf{{{}}}", r"\underline{{{}}}")
+    marks = {
+        "md": ("**{}**", "<u>{}</u>"),
+        "tex": (r"\textbf{{{}}}", r"\underline{{{}}}"),
+        "html": ("<b>{}</b>", "<u>{}</u>"),
+    }
+    if fmt not in marks:
+        raise ValueError(f"unknown table format {fmt!r} (md, tex, html, csv)")
+    bold, under = marks[fmt]
     cells = [[None] * len(headers) for _ in range(len(frame))]
     for j, (c, is_num) in enumerate(zip(headers, numeric, strict=True)):
         highlighted = is_num and highlight and len(frame) > 1
         ranks = _ranks(frame[c], c.endswith(tuple(LOWER_IS_BETTER)), digits) if highlighted else {}
         for i, v in enumerate(frame[c]):
             if not is_num:
-                cells[i][j] = str(v)
+                cells[i][j] = html.escape(str(v)) if fmt == "html" else str(v)
                 continue
             if v is None or not np.isfinite(v):
                 cells[i][j] = "–"
@@ -160,6 +170,14 @@ def format_table(
         lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
         lines += ["| " + " | ".join(r) + " |" for r in cells]
         return ("" if not caption else caption + "\n\n") + "\n".join(lines) + "\n"
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join(
+            "<tr>" + "".join(_html_cell(c, n) for c, n in zip(r, numeric, strict=True)) + "</tr>\n"
+            for r in cells
+        )
+        title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        return f'<table class="metrics">{title}<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody></table>\n'
 
     def esc(s: str) -> str:
         return s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("·", r"$\cdot$")

@@ -1,0 +1,307 @@
+"""Figures, HTML reports (rendered in a headless browser), progress output and the dataset prep scripts."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from conftest import REPO, SHARED_DATA
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from wsol.aggregate import aggregate
+from wsol.errors import WsolError
+from wsol.progress import Progress
+from wsol.report.figures import GT_COLOR, PRED_COLOR, colorize, curves_figure, grid_size, image_grid, overlay
+from wsol.report.tables import format_table, metrics_frame
+from wsol.run import run
+from wsol.visualize import select_images, write_sweep_report
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import prepare_cub  # noqa: E402
+import prepare_ilsvrc  # noqa: E402
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+class _Sources(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.sources.append(attrs["src"])
+        if tag == "a" and not attrs["href"].startswith(("http", "#")):
+            self.sources.append(attrs["href"])
+
+
+def referenced_files(report: str) -> list[str]:
+    parser = _Sources()
+    with open(report) as f:
+        parser.feed(f.read())
+    return parser.sources
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+
+def test_colorize_overlay_and_boxes():
+    jet = colorize(np.array([[0.0, 1.0]]))
+    assert jet[0, 0].tolist() == [0, 0, 128] and jet[0, 1].tolist() == [128, 0, 0]  # jet's ends
+    image = np.full((20, 20, 3), 100, np.uint8)
+    score = np.zeros((20, 20))
+    out = overlay(image, score, gt_boxes=[[2, 2, 10, 10]], pred_boxes=[[5, 12, 15, 18]], alpha=0.25)
+    assert out.shape == (20, 20, 3) and out.dtype == np.uint8
+    assert out[0, 0].tolist() == [75, 75, 107]  # 0.25 · (0, 0, 128) + 0.75 · 100, rounded
+    assert tuple(out[2, 6]) == GT_COLOR and tuple(out[18, 10]) == PRED_COLOR  # box edges
+    with pytest.raises(WsolError, match="colormap"):
+        colorize(score, "no-such-map")
+    with pytest.raises(WsolError, match="differ in size"):
+        overlay(image, np.zeros((10, 10)))
+
+
+def test_grid_and_curves_have_the_expected_size():
+    tile = np.zeros((30, 30, 3), np.uint8)
+    grid = image_grid([[tile, tile, None], [tile, None, tile]], ["cam", "gradcam"], ["a", "b", "c"], cell=40)
+    assert grid.shape[1::-1] == grid_size(2, 3, 40, 150, 22) == (150 + 3 * 44 + 4, 22 + 2 * 44 + 4)
+    rows = [{"threshold": t / 10, "mode": "largest", "iou": d, "box_acc": 10 * t} for t in range(10) for d in (30, 50)]
+    png = curves_figure({"cam": rows, "gradcam": rows}, [30, 50], {"cam": 0.3})
+    assert png_size(png) == (840, 340)  # 4.2 in per panel × 2, 3.4 in, at 100 dpi
+
+
+def test_select_images_sample_and_extremes():
+    rows = [{"id": f"i{k}", "iou_largest": str(v)} for k, v in enumerate([0.5, 0.9, 0.1, 0.9, 0.3, 0.0])]
+    chosen = select_images(rows, 3, 2)
+    assert chosen["sample"] == ["i0", "i2", "i5"]  # evenly spaced over the set, both ends included
+    assert chosen["best"] == ["i1", "i3"] and chosen["worst"] == ["i5", "i2"]
+    assert select_images([{"id": "a"}], 8, 2) == {"sample": ["a"]}  # no IoU (mask-only set): no extremes
+
+
+def test_html_table_marks_best_and_escapes():
+    runs = [
+        {"method": m, "model": "<m>", "layer": "l", "dataset": "d", "metrics": {"maxboxacc_v2": v}}
+        for m, v in (("cam", 50.0), ("gradcam", 60.0), ("eigencam", 40.0))
+    ]
+    text = format_table(metrics_frame(runs, ["maxboxacc_v2"]), "html", caption="a & b")
+    assert "<b>60.00</b>" in text and "<u>50.00</u>" in text and "&lt;m&gt;" in text and "a &amp; b" in text
+
+
+def test_progress_lines_bar_and_off():
+    stream = io.StringIO()
+    progress = Progress(10, "scoring", "lines", stream=stream, every=0)
+    progress.update(4)
+    assert "scoring" in stream.getvalue() and "4/10 images" in stream.getvalue() and "img/s" in stream.getvalue()
+    bar = io.StringIO()
+    progress = Progress(2, "scoring", "bar", stream=bar)
+    progress.update(2)
+    progress.close()
+    assert bar.getvalue().startswith("\r") and "2/2 images" in bar.getvalue() and bar.getvalue().endswith("\n")
+    quiet = io.StringIO()
+    Progress(2, "scoring", False, stream=quiet).update(2)
+    assert quiet.getvalue() == ""
+
+
+# --- reports ---------------------------------------------------------------------------------------
+
+
+def _config(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "num_workers=0",
+                "limit=10",
+                "batch_size=5",
+                "report=true",
+                "figures.num_images=4",
+                "figures.extremes=2",
+                *overrides,
+            ],
+        )
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two runs with reports and the sweep's report, built in process."""
+    root = tmp_path_factory.mktemp("sweep")
+    for method in ("gradcam", "gradcampp"):
+        cfg = _config(f"method={method}")
+        run(cfg, str(root / f"method={method}"), [f"method={method}"])
+    aggregate(str(root))
+    write_sweep_report(str(root))
+    return root
+
+
+def test_run_report_files_exist_and_have_the_expected_size(sweep):
+    folder = sweep / "method=gradcam"
+    report = folder / "report.html"
+    sources = referenced_files(str(report))
+    assert "figures/curves.png" in sources and len(sources) == 1 + 4 + 2 + 2  # curves, sample, best, worst
+    for src in sources:
+        assert (folder / src).is_file(), src
+    overlays = [s for s in sources if s.startswith("figures/overlays/")]
+    assert all(png_size((folder / s).read_bytes()) == (224, 224) for s in overlays)
+    text = report.read_text()
+    assert "<b>" not in text.split("<table")[1].split("</table>")[0]  # one row: nothing to highlight
+    assert "Best localized" in text and "Worst localized" in text
+
+
+def test_sweep_report_grid_and_links(sweep):
+    sources = referenced_files(str(sweep / "report.html"))
+    assert sources[:2] == ["figures/curves.png", "figures/grid.png"]
+    for src in sources:
+        assert (sweep / src).is_file(), src
+    assert sorted(s for s in sources if s.endswith("report.html")) == [
+        "method=gradcam/report.html",
+        "method=gradcampp/report.html",
+    ]
+    grid = (sweep / "figures" / "grid.png").read_bytes()
+    assert png_size(grid) == grid_size(2, 4, 160, 150, 22)  # 2 methods × 4 sample images
+    assert "Grid: methods × images" in (sweep / "report.html").read_text()
+
+
+def test_report_for_an_already_finished_run(sweep, tmp_path):
+    folder = tmp_path / "again"
+    shutil.copytree(sweep / "method=gradcam", folder)
+    shutil.rmtree(folder / "figures")
+    (folder / "report.html").unlink()
+    run(_config("method=gradcam", "figures.colormap=viridis"), str(folder), ["method=gradcam"])
+    assert (folder / "report.html").is_file() and (folder / "figures" / "curves.png").is_file()
+
+
+def _browser() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not found and os.environ.get("WSOL_REQUIRE_BROWSER"):
+        pytest.fail("WSOL_REQUIRE_BROWSER is set but no Chromium is installed")
+    return found
+
+
+@pytest.mark.parametrize("page", ["report.html", "method=gradcampp/report.html"])
+def test_reports_render_in_a_headless_browser(sweep, page):
+    browser = _browser()
+    if not browser:
+        pytest.skip("no Chromium (apt install chromium); CI installs it")
+    proc = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (sweep / page).as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    body = [line for line in proc.stdout.splitlines() if "<body" in line]
+    assert body, proc.stderr[-2000:]
+    expected = sum(1 for s in referenced_files(str(sweep / page)) if s.endswith(".png"))
+    assert expected > 0 and f'data-images="{expected}"' in body[0] and 'data-broken="0"' in body[0], body[0]
+
+
+# --- dataset preparation -----------------------------------------------------------------------------
+
+
+def _metadata(split: str, dataset: str) -> dict[str, list[str]]:
+    folder = os.path.join(SHARED_DATA, "metadata", dataset, split)
+    out = {}
+    for name in ("image_ids", "class_labels", "image_sizes", "localization"):
+        with open(os.path.join(folder, f"{name}.txt")) as f:
+            out[name] = [line.strip() for line in f if line.strip()]
+    return out
+
+
+def _pick(meta: dict[str, list[str]], n: int) -> list[str]:
+    ids = meta["image_ids"]
+    return [ids[i] for i in np.linspace(0, len(ids) - 1, n).round().astype(int)]
+
+
+def _save(path: str, size: tuple[int, int]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.new("RGB", size, (90, 120, 150)).save(path, quality=50)
+
+
+def test_prepare_cub_reproduces_the_reference_metadata(tmp_path):
+    meta = _metadata("test", "CUB")
+    ids = _pick(meta, 6)
+    sizes = {r.split(",")[0]: tuple(map(int, r.split(",")[1:])) for r in meta["image_sizes"]}
+    labels = {r.split(",")[0]: int(r.split(",")[1]) for r in meta["class_labels"]}
+    boxes = {r.split(",")[0]: list(map(float, r.split(",")[1:])) for r in meta["localization"]}
+    root = tmp_path / "CUB_200_2011"
+    lines = {"images": [], "bounding_boxes": [], "image_class_labels": [], "train_test_split": []}
+    extra = ["999.Extra/train_bird.jpg", "999.Extra/missing.jpg", "999.Extra/outside.jpg"]
+    for k, image_id in enumerate(ids + extra, 1):
+        size = sizes.get(image_id, (100, 80))
+        x0, y0, x1, y1 = boxes.get(image_id, [10, 10, 50, 40] if "outside" not in image_id else [10, 10, 150, 40])
+        lines["images"].append(f"{k} {image_id}")
+        lines["bounding_boxes"].append(f"{k} {x0:.1f} {y0:.1f} {x1 - x0:.1f} {y1 - y0:.1f}")
+        lines["image_class_labels"].append(f"{k} {labels.get(image_id, 7) + 1}")
+        lines["train_test_split"].append(f"{k} {1 if 'train' in image_id else 0}")
+        if "missing" not in image_id:
+            _save(str(root / "images" / image_id), size)
+    for name, rows in lines.items():
+        (root / f"{name}.txt").write_text("\n".join(rows) + "\n")
+    archive = tmp_path / "CUB_200_2011.tgz"
+    subprocess.run(["tar", "czf", str(archive), "-C", str(tmp_path), "CUB_200_2011"], check=True)
+    out = tmp_path / "out"
+    report, images, metadata = prepare_cub.prepare(str(archive), str(out))
+    assert os.path.isdir(images) and metadata == str(out / "metadata" / "CUB" / "test")
+    assert report.counts["test images"] == 8 and report.counts["valid records written"] == 6
+    problems = "\n".join(report.problems)
+    assert "missing image: 999.Extra/missing.jpg" in problems and "box outside the 100x80 image" in problems
+    assert "count: 8 test images, the official release has 5794" in problems
+    written = {name: (out / "metadata/CUB/test" / f"{name}.txt").read_text().split() for name in meta}
+    for name, rows in meta.items():  # the reference's own lines for these images, exactly
+        assert sorted(written[name]) == sorted(r for r in rows if r.split(",")[0] in ids), name
+    assert prepare_cub.main([str(root), "--out", str(tmp_path / "again")]) == 1  # problems → exit 1
+
+
+def test_prepare_ilsvrc_reproduces_the_reference_metadata(tmp_path):
+    meta = _metadata("test", "ILSVRC")
+    ids = _pick(meta, 5)
+    wnids = [f"n{k:08d}" for k in range(1000)]
+    (tmp_path / "synsets.txt").write_text("".join(f"{w} name {k}\n" for k, w in enumerate(wnids)))
+    by_id = {name: [r for r in meta[name] if r.split(",")[0] in ids] for name in meta}
+    images, xml = tmp_path / "images", tmp_path / "xml" / "val"
+    xml.mkdir(parents=True)
+    for image_id in ids:
+        name = os.path.basename(image_id)
+        size = next(tuple(map(int, r.split(",")[1:])) for r in by_id["image_sizes"] if r.startswith(image_id + ","))
+        label = next(int(r.split(",")[1]) for r in by_id["class_labels"] if r.startswith(image_id + ","))
+        _save(str(images / name), size)
+        objects = "".join(
+            f"<object><name>{wnids[label]}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+            f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+            for b in (r.split(",")[1:] for r in by_id["localization"] if r.startswith(image_id + ","))
+        )
+        size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height></size>"
+        (xml / (os.path.splitext(name)[0] + ".xml")).write_text(f"<annotation>{size_xml}{objects}</annotation>")
+    _save(str(images / "ILSVRC2012_val_99999999.JPEG"), (60, 40))  # no XML: reported
+    subprocess.run(["tar", "czf", str(tmp_path / "bbox.tgz"), "-C", str(tmp_path / "xml"), "val"], check=True)
+    out = tmp_path / "out"
+    report, metadata = prepare_ilsvrc.prepare(
+        str(images), str(tmp_path / "bbox.tgz"), str(out), str(tmp_path / "synsets.txt")
+    )
+    assert report.counts["images"] == 6 and report.counts["valid records written"] == 5
+    assert "no box: ILSVRC2012_val_99999999.JPEG" in "\n".join(report.problems)
+    for name, rows in by_id.items():
+        assert sorted((out / "metadata/ILSVRC/test" / f"{name}.txt").read_text().split()) == sorted(rows), name
+    assert all((out / image_id).is_file() for image_id in ids)  # val/<file>, as the ids say
+    code = prepare_ilsvrc.main(["--images", str(images), "--boxes", str(tmp_path / "xml"), "--out", str(out)])
+    assert code == 2  # 5 synsets in the boxes and no --synsets: the class order is unknown

@@ -1,0 +1,185 @@
+"""Figures and HTML reports of a run folder and of a sweep folder (``report=true``).
+
+A run's report: its table, the BoxAcc-vs-threshold curves, overlays of a fixed sample of images
+(evenly spaced over the evaluated set, the same in every run of a sweep) and of its best and worst
+localized images (IoU of the largest box at the chosen threshold). A sweep's report: its table,
+every run's curves in one figure per IoU δ, and a runs × images grid of the sample's overlays
+(methods × images, layers × images, … whatever the sweep varies), with links to each run's report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+
+import numpy as np
+
+from .errors import WsolError
+from .report import atomic_write_text
+from .report.figures import curves_figure, image_grid, overlay, png_bytes, safe_name
+from .report.html import figure, page, section
+from .report.writer import atomic_write_bytes
+
+__all__ = ["select_images", "write_run_report", "write_sweep_report", "run_label"]
+
+log = logging.getLogger("wsol")
+FIGURES = "figures"
+
+
+def _read_csv(path: str) -> list[dict]:
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def select_images(rows: list[dict], num_images: int, extremes: int) -> dict[str, list[str]]:
+    """Ids of the ``sample`` (evenly spaced over ``rows``), and the ``best`` / ``worst`` by ``iou_largest``."""
+    ids = [r["id"] for r in rows]
+    picks = np.unique(np.linspace(0, len(ids) - 1, min(num_images, len(ids))).round().astype(int)) if ids else []
+    chosen = {"sample": [ids[i] for i in picks]}
+    scored = [
+        (float(r["iou_largest"]), k, r["id"]) for k, r in enumerate(rows) if r.get("iou_largest") not in (None, "")
+    ]
+    if scored and extremes > 0:
+        chosen["best"] = [i for _, _, i in sorted(scored, key=lambda t: (-t[0], t[1]))[:extremes]]
+        chosen["worst"] = [i for _, _, i in sorted(scored)[:extremes]]
+    return chosen
+
+
+def _caption(row: dict) -> str:
+    iou = row.get("iou_largest")
+    return f"{row['id']} · IoU {100 * float(iou):.1f}" if iou not in (None, "") else row["id"]
+
+
+def write_run_report(run_dir: str, config: dict) -> str:
+    """Write ``figures/`` and ``report.html`` into a finished run folder; return the report's path."""
+    from .pipeline import Evaluation
+
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        summary = json.load(f)
+    rows = _read_csv(os.path.join(run_dir, "per_image.csv"))
+    curves = _read_csv(os.path.join(run_dir, "curves.csv"))
+    options = config.get("figures") or {}
+    chosen = select_images(rows, int(options.get("num_images", 8)), int(options.get("extremes", 4)))
+    wanted = [i for ids in chosen.values() for i in ids]
+    samples = Evaluation(config).samples(wanted) if wanted else {}
+    by_id = {r["id"]: r for r in rows}
+    figures_dir = os.path.join(run_dir, FIGURES)
+    written: dict[str, str] = {}
+    for image_id, (image, score_map, gt_boxes) in samples.items():
+        box = by_id[image_id].get("box")
+        pred = [[float(v) for v in box.split()]] if box else []
+        picture = overlay(
+            image, score_map, gt_boxes, pred, options.get("colormap", "jet"), float(options.get("alpha", 0.5))
+        )
+        name = f"{FIGURES}/overlays/{safe_name(os.path.splitext(image_id)[0])}.png"
+        atomic_write_bytes(os.path.join(run_dir, name), png_bytes(picture))
+        written[image_id] = name
+    atomic_write_text(
+        os.path.join(figures_dir, "sample.json"),
+        json.dumps({"sample": [(i, written[i]) for i in chosen["sample"] if i in written]}, indent=1) + "\n",
+    )
+    label = run_label(summary)
+    body = section("Table", _read(os.path.join(run_dir, "table.html")))
+    if curves:
+        best = summary["metrics"].get("loc_threshold")
+        png = curves_figure(
+            {label: curves},
+            config["eval"].get("iou_thresholds", (30, 50, 70)),
+            {label: best} if best is not None else None,
+        )
+        atomic_write_bytes(os.path.join(figures_dir, "curves.png"), png)
+        body += section(
+            "BoxAcc vs. threshold (GT-known, largest box; dotted: the chosen threshold)",
+            figure(f"{FIGURES}/curves.png"),
+        )
+    legend = (
+        '<p class="legend">map in the colormap over the image; <span style="color:#d22">GT boxes</span>'
+        '<span style="color:#2a2">predicted box</span> at the chosen threshold</p>'
+    )
+    titles = {"sample": "Sample images", "best": "Best localized", "worst": "Worst localized"}
+    for key, ids in chosen.items():
+        gallery = "".join(figure(written[i], _caption(by_id[i]), 224) for i in ids if i in written)
+        body += section(titles[key], (legend if key == "sample" else "") + f'<div class="gallery">{gallery}</div>')
+    meta = (
+        f"{summary['dataset']} · {summary.get('images')} images · protocol {summary.get('protocol')} · "
+        f"target {summary.get('target')} · {summary.get('images_per_second')} img/s on {summary.get('device')}"
+    )
+    path = os.path.join(run_dir, "report.html")
+    atomic_write_text(path, page(f"wsol: {label}", meta, body))
+    return path
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def run_label(summary: dict, keys: tuple[str, ...] = ("method", "model", "layer")) -> str:
+    """``method · model · layer`` (and any extra overrides) of a run's ``metrics.json``."""
+    parts = [str(summary.get(k)) for k in keys if summary.get(k)]
+    extra = [o for o in summary.get("overrides") or [] if o.split("=")[0] not in ("method", "model", "model.layer")]
+    extra = [o for o in extra if not o.startswith(("hydra", "report", "figures", "limit"))]
+    return " · ".join(parts + extra)
+
+
+def write_sweep_report(sweep_dir: str) -> str:
+    """Write ``figures/`` and ``report.html`` for a sweep folder whose runs have their own reports."""
+    from .aggregate import collect_runs
+
+    summaries, failed = collect_runs(sweep_dir)
+    runs = [(summary["folder"], summary) for summary in summaries]
+    if not runs:
+        raise WsolError(f"no finished runs under {sweep_dir}")
+    varying = [k for k in ("method", "model", "layer", "dataset") if len({str(s.get(k)) for _, s in runs}) > 1]
+    keys = tuple(varying or ["method"])
+    labels = [run_label({**s, "overrides": s.get("overrides")}, keys) for _, s in runs]
+    figures_dir = os.path.join(sweep_dir, FIGURES)
+    body = section(
+        "Table",
+        _read(os.path.join(sweep_dir, "table.html")) if os.path.isfile(os.path.join(sweep_dir, "table.html")) else "",
+    )
+    curves = {
+        label: _read_csv(os.path.join(folder, "curves.csv")) for label, (folder, _) in zip(labels, runs, strict=True)
+    }
+    curves = {k: v for k, v in curves.items() if v}
+    if curves:
+        best = {label: s["metrics"].get("loc_threshold") for label, (_, s) in zip(labels, runs, strict=True)}
+        deltas = sorted({int(float(r["iou"])) for rows in curves.values() for r in rows})
+        atomic_write_bytes(os.path.join(figures_dir, "curves.png"), curves_figure(curves, deltas, best))
+        body += section("BoxAcc vs. threshold, every run", figure(f"{FIGURES}/curves.png"))
+    samples = []
+    for folder, _ in runs:
+        path = os.path.join(folder, FIGURES, "sample.json")
+        samples.append(dict(json.loads(_read(path))["sample"]) if os.path.isfile(path) else {})
+    ids = list(dict.fromkeys(i for s in samples for i in s))
+    if ids:
+        from PIL import Image
+
+        cells = [
+            [np.asarray(Image.open(os.path.join(folder, s[i])).convert("RGB")) if i in s else None for i in ids]
+            for (folder, _), s in zip(runs, samples, strict=True)
+        ]
+        grid = image_grid(cells, labels, [os.path.basename(i) for i in ids])
+        atomic_write_bytes(os.path.join(figures_dir, "grid.png"), png_bytes(grid))
+        title = " × ".join([*(k + "s" for k in keys), "images"])
+        body += section(f"Grid: {title}", figure(f"{FIGURES}/grid.png"))
+    links = "".join(
+        f'<li><a href="{os.path.relpath(os.path.join(folder, "report.html"), sweep_dir)}">{label}</a></li>'
+        for label, (folder, _) in zip(labels, runs, strict=True)
+        if os.path.isfile(os.path.join(folder, "report.html"))
+    )
+    if links:
+        body += section("Runs", f"<ul>{links}</ul>")
+    if failed:
+        body += section(
+            "Failed or unfinished runs", "<ul>" + "".join(f"<li>{d}: {r}</li>" for d, r in failed) + "</ul>"
+        )
+    first = runs[0][1]
+    meta = f"{first['dataset']} · {first.get('images')} images · {len(runs)} runs · protocol {first.get('protocol')}"
+    path = os.path.join(sweep_dir, "report.html")
+    atomic_write_text(path, page(f"wsol sweep: {os.path.basename(os.path.abspath(sweep_dir))}", meta, body))
+    return path
