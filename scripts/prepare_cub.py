@@ -16,8 +16,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wsol.data.cub import read_cub  # noqa: E402
-from wsol.data.prepare import Report, check_records, find_file, unpack, write_wsoleval_metadata  # noqa: E402
-from wsol.errors import WsolError  # noqa: E402
+from wsol.data.prepare import (  # noqa: E402
+    Report,
+    check_records,
+    find_file,
+    run_preparation,
+    unpack,
+    write_wsoleval_metadata,
+)
 
 # counts of the official release (Wah et al., 2011)
 EXPECTED = {"images": 11788, "test": 5794, "train": 5994, "classes": 200}
@@ -48,18 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="where to unpack (archives) and write metadata/")
     parser.add_argument("--split", default="test", choices=("test", "train"))
     args = parser.parse_args(argv)
-    try:
-        report, images, metadata = prepare(args.source, args.out, args.split)
-    except WsolError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report.text())
-    print(f"\nmetadata: {metadata}\nevaluate with (a CUB-fine-tuned checkpoint, 200 classes):")
-    print(
-        f"  python -m wsol.run dataset=wsoleval dataset.root={images} dataset.metadata_root={metadata} "
-        "model=resnet50 model.checkpoint=CKPT.pth model.num_classes=200 method=gradcampp"
-    )
-    return 1 if report.problems else 0
+    # a CUB-fine-tuned checkpoint: 200 classes
+    model = "model=resnet50 model.checkpoint=CKPT.pth model.num_classes=200 method=gradcampp"
+    return run_preparation(lambda: prepare(args.source, args.out, args.split), model)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wsol.data.ilsvrc import read_ilsvrc  # noqa: E402
-from wsol.data.prepare import Report, check_records, unpack, write_wsoleval_metadata  # noqa: E402
+from wsol.data.prepare import Report, check_records, run_preparation, unpack, write_wsoleval_metadata  # noqa: E402
 from wsol.errors import WsolError  # noqa: E402
 
 EXPECTED_IMAGES = 50000
@@ -34,8 +34,8 @@ def _single_folder(root: str, suffix: str) -> str:
     raise WsolError(f"no *{suffix} files under {root}")
 
 
-def prepare(images: str, boxes: str, out: str, synsets: str | None = None) -> tuple[Report, str]:
-    """Unpack, validate and write the metadata; returns ``(report, metadata folder)``."""
+def prepare(images: str, boxes: str, out: str, synsets: str | None = None) -> tuple[Report, str, str]:
+    """Unpack, validate and write the metadata; returns ``(report, image root, metadata folder)``."""
     val = os.path.join(out, "val")
     image_dir = _single_folder(unpack(images, val), ".jpeg")
     if os.path.abspath(image_dir) != os.path.abspath(val):  # wsolevaluation's ids are val/<file>
@@ -56,7 +56,7 @@ def prepare(images: str, boxes: str, out: str, synsets: str | None = None) -> tu
     report.counts["valid records written"] = len(valid)
     metadata = os.path.join(out, "metadata", "ILSVRC", "test")
     write_wsoleval_metadata(valid, metadata, prefix="val/")
-    return report, metadata
+    return report, out, metadata
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,18 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synsets", default=None, help="class order: LOC_synset_mapping.txt (wnid first per line)")
     parser.add_argument("--out", required=True, help="where val/ and metadata/ go")
     args = parser.parse_args(argv)
-    try:
-        report, metadata = prepare(args.images, args.boxes, args.out, args.synsets)
-    except WsolError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report.text())
-    print(f"\nmetadata: {metadata}\nevaluate with:")
-    print(
-        f"  python -m wsol.run dataset=wsoleval dataset.root={args.out} dataset.metadata_root={metadata} "
-        "model=resnet50 method=gradcampp"
+    return run_preparation(
+        lambda: prepare(args.images, args.boxes, args.out, args.synsets), "model=resnet50 method=gradcampp"
     )
-    return 1 if report.problems else 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,31 @@ class ToyCamNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(self.conv(x))), 1))
 
 
+class MeanHead(nn.Module):
+    """logits = W · mean_hw(x), hooked at ``features`` = the input: A = X, S_c = Σ_k W_ck mean(X_k), g = W[c] / hw."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        self.fc.weight.data.copy_(weight)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+class SquareHead(nn.Module):
+    """S_c = Σ_k v_ck Σ_ij A_kij² with A = the input: the gradient g = 2 v_ck A_kij varies over pixels."""
+
+    def __init__(self, v: torch.Tensor) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.v = v
+
+    def forward(self, x):
+        return self.features(x).pow(2).sum(dim=(2, 3)) @ self.v.T
+
+
 @pytest.fixture
 def toy_net() -> ToyCamNet:
     return ToyCamNet()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ToyCamNet
+from conftest import MeanHead, SquareHead, ToyCamNet
 from torch import nn
 
 from wsol.cams import build_method
@@ -14,35 +14,10 @@ from wsol.errors import WsolError
 from wsol.localize import minmax_normalize
 
 
-class IdentityHead(nn.Module):
-    """logits = W · mean_hw(A) with A = the input itself (hooked at ``features``): g = W[c] / hw exactly."""
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        self.features = nn.Identity()
-        self.fc = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-        self.fc.weight.data.copy_(weight)
-
-    def forward(self, x):
-        return self.fc(self.features(x).mean(dim=(2, 3)))
-
-
-class SquareHead(nn.Module):
-    """S_c = Σ_k v_ck Σ_ij A_kij²: the gradient 2 v_ck A_kij varies over pixels."""
-
-    def __init__(self, v: torch.Tensor) -> None:
-        super().__init__()
-        self.features = nn.Identity()
-        self.v = v
-
-    def forward(self, x):
-        return (self.features(x).pow(2).sum(dim=(2, 3))) @ self.v.T
-
-
 def test_cam_and_gradcam_hand_values():
     a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[4.0, 0.0], [1.0, 1.0]]]])  # [1, 2, 2, 2]
     w = torch.tensor([[1.0, -1.0], [0.5, 2.0]])
-    net = IdentityHead(w)
+    net = MeanHead(w)
     cam = build_method("cam", net, "features")(a, torch.tensor([1]))
     # class 1: 0.5*A0 + 2*A1 = [[8.5, 1], [3.5, 4]]
     assert cam.maps[0].tolist() == [[8.5, 1.0], [3.5, 4.0]]

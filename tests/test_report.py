@@ -295,7 +295,7 @@ def test_prepare_ilsvrc_reproduces_the_reference_metadata(tmp_path):
     _save(str(images / "ILSVRC2012_val_99999999.JPEG"), (60, 40))  # no XML: reported
     subprocess.run(["tar", "czf", str(tmp_path / "bbox.tgz"), "-C", str(tmp_path / "xml"), "val"], check=True)
     out = tmp_path / "out"
-    report, metadata = prepare_ilsvrc.prepare(
+    report, _, metadata = prepare_ilsvrc.prepare(
         str(images), str(tmp_path / "bbox.tgz"), str(out), str(tmp_path / "synsets.txt")
     )
     assert report.counts["images"] == 6 and report.counts["valid records written"] == 5

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import ToyCamNet
+from conftest import MeanHead, SquareHead, ToyCamNet
 from torch import nn
 
 from wsol.cams import METHODS, build_method
@@ -19,31 +19,6 @@ from wsol.errors import WsolError
 from wsol.localize import minmax_normalize
 
 ALL = METHODS.names()
-
-
-class MeanHead(nn.Module):
-    """logits = W · mean_hw(x), hooked at ``features`` = the input: A = X and S_c = Σ_k W_ck mean(X_k)."""
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        self.features = nn.Identity()
-        self.fc = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-        self.fc.weight.data.copy_(weight)
-
-    def forward(self, x):
-        return self.fc(self.features(x).mean(dim=(2, 3)))
-
-
-class SquareHead(nn.Module):
-    """S_c = Σ_k v_ck Σ_ij A_kij² with A = the input: g = 2 v_ck A_kij."""
-
-    def __init__(self, v: torch.Tensor) -> None:
-        super().__init__()
-        self.features = nn.Identity()
-        self.v = v
-
-    def forward(self, x):
-        return self.features(x).pow(2).sum(dim=(2, 3)) @ self.v.T
 
 
 def sigmoid(z: float) -> float:

@@ -10,7 +10,9 @@ against its image file (present, readable, size as annotated, boxes inside the i
 from __future__ import annotations
 
 import os
+import sys
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +22,7 @@ from ..errors import WsolError
 from ..report.writer import atomic_write_text
 from .base import Record
 
-__all__ = ["Report", "check_records", "find_file", "unpack", "write_wsoleval_metadata"]
+__all__ = ["Report", "check_records", "find_file", "run_preparation", "unpack", "write_wsoleval_metadata"]
 
 
 @dataclass
@@ -113,3 +115,19 @@ def write_wsoleval_metadata(records: list[Record], folder: str, prefix: str = ""
     )
     lines = [f"{i},{','.join(f'{v:g}' for v in box)}\n" for i, r in zip(ids, records, strict=True) for box in r.boxes]
     atomic_write_text(os.path.join(folder, "localization.txt"), "".join(lines))
+
+
+def run_preparation(prepare: Callable[[], tuple[Report, str, str]], model_args: str) -> int:
+    """CLI body of the prep scripts: ``prepare() → (report, image root, metadata folder)``; print the report
+    and the command that evaluates the result. Exit status 2 on an error, 1 if problems were found, else 0."""
+    try:
+        report, image_root, metadata = prepare()
+    except WsolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.text())
+    print(f"\nmetadata: {metadata}\nevaluate with:")
+    print(
+        f"  python -m wsol.run dataset=wsoleval dataset.root={image_root} dataset.metadata_root={metadata} {model_args}"
+    )
+    return 1 if report.problems else 0
