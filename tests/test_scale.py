@@ -203,3 +203,14 @@ def test_shard_values_from_environment_strings():
     assert sorted(evaluation.batches) == [2]  # 3 batches: shard 0 gets batches 0-1, shard 1 batch 2
     with pytest.raises(WsolError, match="shard.index"):
         Evaluation(_config("limit=12", "shard.index=2", "shard.count=2"))
+
+
+def test_layer_sweep_rows_in_numeric_layer_order(tmp_path):
+    for layer in ("features.16", "features.4", "features.29", "layer4"):
+        run = {**_run("gradcam", {"maxboxacc_v2": 50.0}), "layer": layer}
+        folder = tmp_path / layer
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps(run))
+    table = aggregate(str(tmp_path))
+    layers = [line.split("|")[3].strip() for line in table.splitlines() if "| gradcam |" in line]
+    assert layers == ["features.4", "features.16", "features.29", "layer4"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from .report import atomic_write_text
@@ -43,6 +44,11 @@ def collect_runs(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
     return done, failed
 
 
+def _natural(text: str) -> list:
+    """Sort key that orders numbers by value: ``features.4`` before ``features.16``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def _header(name: str) -> str:
     """A layout name (``method``, ``model``, ``localize.threshold``…) → the frame's column header."""
     return {**ID_COLUMNS, **VARYING_COLUMNS}.get(name, name)
@@ -60,7 +66,7 @@ def aggregate(
     if not runs:
         raise SystemExit(f"error: no finished runs (metrics.json) under {root}")
     order = ("dataset", "model", "layer", "method", "protocol", "backend")
-    runs.sort(key=lambda r: tuple(str(r.get(k) or "") for k in order))
+    runs.sort(key=lambda r: tuple(_natural(str(r.get(k) or "")) for k in order))
     column_sets = {tuple(r.get("columns") or ()) for r in runs}
     columns = metrics or (list(column_sets.pop()) if len(column_sets) == 1 else None)
     frame, std = summarize_seeds(metrics_frame(runs, columns))
