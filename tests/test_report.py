@@ -161,7 +161,7 @@ def test_run_report_files_exist_and_have_the_expected_size(sweep):
 
 def test_sweep_report_grid_and_links(sweep):
     sources = referenced_files(str(sweep / "report.html"))
-    assert sources[:2] == ["figures/curves.png", "figures/grid.png"]
+    assert sources[:4] == ["figures/curves.png", "figures/grid.png", "figures/best.png", "figures/worst.png"]
     for src in sources:
         assert (sweep / src).is_file(), src
     assert sorted(s for s in sources if s.endswith("report.html")) == [
@@ -170,6 +170,7 @@ def test_sweep_report_grid_and_links(sweep):
     ]
     grid = (sweep / "figures" / "grid.png").read_bytes()
     assert png_size(grid) == grid_size(2, 4, 160, 150, 22)  # 2 methods × 4 sample images
+    assert png_size((sweep / "figures" / "worst.png").read_bytes()) == grid_size(2, 2, 160, 150, 22)  # 2 each
     assert "Grid: methods × images" in (sweep / "report.html").read_text()
 
 

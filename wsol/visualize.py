@@ -15,6 +15,7 @@ import logging
 import os
 
 import numpy as np
+from PIL import Image
 
 from .errors import WsolError
 from .report import atomic_write_text
@@ -26,6 +27,7 @@ __all__ = ["select_images", "write_run_report", "write_sweep_report", "run_label
 
 log = logging.getLogger("wsol")
 FIGURES = "figures"
+SHOWN = "shown.json"  # per run: the overlays shown, {"sample" | "best" | "worst": [[id, file], ...]}
 
 
 def _read_csv(path: str) -> list[dict]:
@@ -78,10 +80,8 @@ def write_run_report(run_dir: str, config: dict) -> str:
         name = f"{FIGURES}/overlays/{safe_name(os.path.splitext(image_id)[0])}.png"
         atomic_write_bytes(os.path.join(run_dir, name), png_bytes(picture))
         written[image_id] = name
-    atomic_write_text(
-        os.path.join(figures_dir, "sample.json"),
-        json.dumps({"sample": [(i, written[i]) for i in chosen["sample"] if i in written]}, indent=1) + "\n",
-    )
+    shown = {key: [(i, written[i]) for i in ids if i in written] for key, ids in chosen.items()}
+    atomic_write_text(os.path.join(figures_dir, SHOWN), json.dumps(shown, indent=1) + "\n")
     label = run_label(summary)
     body = section("Table", _read(os.path.join(run_dir, "table.html")))
     if curves:
@@ -113,6 +113,14 @@ def write_run_report(run_dir: str, config: dict) -> str:
     return path
 
 
+def _tile(folder: str, file: str | None) -> np.ndarray | None:
+    """A run's overlay PNG as ``uint8 [H, W, 3]`` (``None`` when the run did not show that image)."""
+    if file is None:
+        return None
+    with Image.open(os.path.join(folder, file)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
@@ -136,7 +144,7 @@ def write_sweep_report(sweep_dir: str) -> str:
         raise WsolError(f"no finished runs under {sweep_dir}")
     varying = [k for k in ("method", "model", "layer", "dataset") if len({str(s.get(k)) for _, s in runs}) > 1]
     keys = tuple(varying or ["method"])
-    labels = [run_label({**s, "overrides": s.get("overrides")}, keys) for _, s in runs]
+    labels = [run_label(s, keys) for _, s in runs]
     figures_dir = os.path.join(sweep_dir, FIGURES)
     body = section(
         "Table",
@@ -151,22 +159,30 @@ def write_sweep_report(sweep_dir: str) -> str:
         deltas = sorted({int(float(r["iou"])) for rows in curves.values() for r in rows})
         atomic_write_bytes(os.path.join(figures_dir, "curves.png"), curves_figure(curves, deltas, best))
         body += section("BoxAcc vs. threshold, every run", figure(f"{FIGURES}/curves.png"))
-    samples = []
+    shown = []
     for folder, _ in runs:
-        path = os.path.join(folder, FIGURES, "sample.json")
-        samples.append(dict(json.loads(_read(path))["sample"]) if os.path.isfile(path) else {})
+        path = os.path.join(folder, FIGURES, SHOWN)
+        shown.append(json.loads(_read(path)) if os.path.isfile(path) else {})
+    samples = [dict(s.get("sample", [])) for s in shown]
     ids = list(dict.fromkeys(i for s in samples for i in s))
     if ids:
-        from PIL import Image
-
-        cells = [
-            [np.asarray(Image.open(os.path.join(folder, s[i])).convert("RGB")) if i in s else None for i in ids]
-            for (folder, _), s in zip(runs, samples, strict=True)
-        ]
-        grid = image_grid(cells, labels, [os.path.basename(i) for i in ids])
-        atomic_write_bytes(os.path.join(figures_dir, "grid.png"), png_bytes(grid))
+        cells = [[_tile(folder, s.get(i)) for i in ids] for (folder, _), s in zip(runs, samples, strict=True)]
+        atomic_write_bytes(
+            os.path.join(figures_dir, "grid.png"),
+            png_bytes(image_grid(cells, labels, [os.path.basename(i) for i in ids])),
+        )
         title = " × ".join([*(k + "s" for k in keys), "images"])
         body += section(f"Grid: {title}", figure(f"{FIGURES}/grid.png"))
+    for key, title in (("best", "Best localized images of each run"), ("worst", "Worst localized images of each run")):
+        ranked = [s.get(key, []) for s in shown]
+        width = max(map(len, ranked), default=0)
+        if width:
+            cells = [
+                [_tile(folder, file) for _, file in files] for (folder, _), files in zip(runs, ranked, strict=True)
+            ]
+            grid = image_grid(cells, labels, [f"{key} {k + 1}" for k in range(width)])
+            atomic_write_bytes(os.path.join(figures_dir, f"{key}.png"), png_bytes(grid))
+            body += section(title, figure(f"{FIGURES}/{key}.png"))
     links = "".join(
         f'<li><a href="{os.path.relpath(os.path.join(folder, "report.html"), sweep_dir)}">{label}</a></li>'
         for label, (folder, _) in zip(labels, runs, strict=True)

@@ -87,7 +87,10 @@ def image_grid(
     width, height = grid_size(rows, cols, cell, label_width, header)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    try:
+        font = ImageFont.load_default(size=13)  # Pillow ≥ 10.1 with FreeType
+    except (TypeError, ImportError):
+        font = ImageFont.load_default()
     for c, text in enumerate(col_labels[:cols]):
         draw.text((label_width + CELL_PAD + c * (cell + CELL_PAD), 4), _fit(text, cell, draw, font), fill=0, font=font)
     for r, row in enumerate(cells):
