@@ -11,9 +11,9 @@ from conftest import MeanHead, SquareHead, ToyCamNet
 from torch import nn
 
 from wsol.cams import METHODS, build_method
-from wsol.cams.core import fuse_layer_maps
+from wsol.cams.core import fuse_layer_maps, seeded_noise
 from wsol.cams.eigen import first_component_projection
-from wsol.cams.gradcam import gradcampp_weights, input_noise
+from wsol.cams.gradcam import gradcampp_weights
 from wsol.cams.perturb import activation_masks, chunk_size, forward_bytes
 from wsol.errors import WsolError
 from wsol.localize import minmax_normalize
@@ -63,7 +63,7 @@ def test_smoothgradcampp_pairs_each_copys_activations_with_its_gradients():
     # A = X + ε_i on copy i, g = 2A: the weights average Grad-CAM++ of (A_i, g_i); the clean A is weighted
     x = torch.rand(1, 2, 3, 3) + 0.5
     net = SquareHead(torch.tensor([[1.0, 0.5]]))
-    noise = input_noise((3, 2, 3, 3), 0.2, seed=7, device=torch.device("cpu"))
+    noise = seeded_noise((3, 2, 3, 3), 0.2, seed=7, device=torch.device("cpu"))
     v = torch.tensor([1.0, 0.5])[:, None, None]
     weights = torch.stack([gradcampp_weights(x + e, 2 * (x + e) * v) for e in noise])
     expected = (weights.mean(0)[:, :, None, None] * x).sum(1)

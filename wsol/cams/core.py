@@ -27,6 +27,7 @@ __all__ = [
     "capture_activations",
     "eval_mode",
     "fuse_layer_maps",
+    "seeded_noise",
     "target_scores",
     "weighted_sum",
 ]
@@ -103,6 +104,12 @@ def target_scores(logits: torch.Tensor, targets: torch.Tensor, kind: str = "logi
     if kind == "probability":
         logits = logits.float().softmax(1)
     return logits.gather(1, targets[:, None].to(logits.device))[:, 0]
+
+
+def seeded_noise(shape: tuple[int, ...], std: float, seed: int, device: torch.device) -> torch.Tensor:
+    """Gaussian noise of ``shape`` and std ``std`` drawn on the CPU from ``seed`` (the same on every device)."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=generator) * std).to(device)
 
 
 def fuse_layer_maps(maps: Sequence[torch.Tensor], fusion: str = "mean") -> torch.Tensor:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from . import METHODS
-from .core import CamMethod, LayerCapture, capture_activations, target_scores
+from .core import CamMethod, LayerCapture, capture_activations, seeded_noise, target_scores
 
 __all__ = [
     "GradCAM",
@@ -31,7 +31,6 @@ __all__ = [
     "XGradCAM",
     "gradcampp_alpha",
     "gradcampp_weights",
-    "input_noise",
 ]
 
 
@@ -72,12 +71,6 @@ class GradCAMpp(CamMethod):
         return gradcampp_weights(x.activations, x.gradients, self.alpha_norm)
 
 
-def input_noise(shape: tuple[int, ...], std: float, seed: int, device: torch.device) -> torch.Tensor:
-    """Gaussian noise ``[n, 3, H, W]`` drawn on the CPU from ``seed`` (the same on every device and batch)."""
-    generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=generator) * std).to(device)
-
-
 @METHODS.register("smoothgradcampp")
 class SmoothGradCAMpp(CamMethod):
     """Smooth Grad-CAM++ with ``num_samples`` noisy copies (noise std ``std``, torchcam's defaults 4 and 0.3).
@@ -91,7 +84,7 @@ class SmoothGradCAMpp(CamMethod):
         self.num_samples, self.std, self.alpha_norm = int(num_samples), float(std), bool(alpha_norm)
 
     def channel_weights(self, x: LayerCapture) -> torch.Tensor:
-        noise = input_noise((self.num_samples, *x.images.shape[1:]), self.std, self.seed, x.images.device)
+        noise = seeded_noise((self.num_samples, *x.images.shape[1:]), self.std, self.seed, x.images.device)
         total = torch.zeros(x.activations.shape[:2], device=x.activations.device, dtype=x.activations.dtype)
         for eps in noise:
             with capture_activations(x.layer) as store, torch.enable_grad():

@@ -18,7 +18,17 @@ from torch import nn
 from ..errors import WsolError
 from ..localize import minmax_normalize
 
-__all__ = ["activation_masks", "chunk_size", "chunked", "forward_bytes", "replace_output", "zero_channels"]
+MASK_ORDERS = ("upsample_first", "normalize_first")
+
+__all__ = [
+    "MASK_ORDERS",
+    "activation_masks",
+    "chunk_size",
+    "chunked",
+    "forward_bytes",
+    "replace_output",
+    "zero_channels",
+]
 
 
 def forward_bytes(model: nn.Module, sample: torch.Tensor) -> int:
@@ -64,8 +74,8 @@ def activation_masks(activations: torch.Tensor, size: tuple[int, int], order: st
     the input size, then per-map min-max. ``normalize_first`` (torchcam): min-max, then upsampling.
     Flat maps give all-zero masks.
     """
-    if order not in ("upsample_first", "normalize_first"):
-        raise WsolError(f"method.mask_order must be upsample_first or normalize_first, got {order!r}")
+    if order not in MASK_ORDERS:
+        raise WsolError(f"method.mask_order must be one of {', '.join(MASK_ORDERS)}, got {order!r}")
 
     def up(maps: torch.Tensor) -> torch.Tensor:
         return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]

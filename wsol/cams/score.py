@@ -20,8 +20,8 @@ import torch
 
 from ..errors import WsolError
 from . import METHODS
-from .core import CamMethod, LayerCapture, target_scores
-from .perturb import activation_masks, chunk_size, chunked
+from .core import CamMethod, LayerCapture, seeded_noise, target_scores
+from .perturb import MASK_ORDERS, activation_masks, chunk_size, chunked
 
 __all__ = ["ScoreCAM", "SSCAM", "ISCAM"]
 
@@ -47,6 +47,8 @@ class _MaskedScores(CamMethod):
         super().__init__(model, layer, **kwargs)
         if weighting not in WEIGHTINGS:
             raise WsolError(f"method.weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+        if mask_order not in MASK_ORDERS:
+            raise WsolError(f"method.mask_order must be one of {', '.join(MASK_ORDERS)}, got {mask_order!r}")
         self.weighting, self.mask_order, self.memory_budget_mb = weighting, mask_order, memory_budget_mb
 
     def perturb(self, masks: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
@@ -95,8 +97,7 @@ class SSCAM(_MaskedScores):
     def perturb(self, masks, sample):
         size = (self.num_samples, 1, *masks.shape[-2:])
         if self._noise is None or self._noise.shape != size or self._noise.device != masks.device:
-            generator = torch.Generator().manual_seed(self.seed)
-            self._noise = (torch.randn(size, generator=generator) * self.std).to(masks.device)
+            self._noise = seeded_noise(size, self.std, self.seed, masks.device)
         return masks + self._noise[sample]
 
 
