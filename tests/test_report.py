@@ -306,3 +306,22 @@ def test_prepare_ilsvrc_reproduces_the_reference_metadata(tmp_path):
     assert all((out / image_id).is_file() for image_id in ids)  # val/<file>, as the ids say
     code = prepare_ilsvrc.main(["--images", str(images), "--boxes", str(tmp_path / "xml"), "--out", str(out)])
     assert code == 2  # 5 synsets in the boxes and no --synsets: the class order is unknown
+
+
+def test_bench_tiny_mode_writes_its_table(tmp_path):
+    import bench
+
+    path = bench.main(["--tiny", "--methods", "gradcam,eigencam", "--out", str(tmp_path)])
+    with open(path) as f:
+        text = f.read()
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.splitlines()[4:] if "|" in line}
+    for stage in (
+        "raw forward",
+        "forward + backward to the layer",
+        "wsol gradcam: end to end, cc boxes",
+        "wsol eigencam: maps",
+        "box stage, findContours per threshold (maps/s)",
+    ):
+        assert float(rows[stage].replace(",", "")) > 0, stage
+    assert rows["forward + backward to the layer"] and "× fwd+bwd" in text
+    assert any(name.startswith(("pytorch-grad-cam", "torchcam")) for name in rows)  # measured, or "not installed"

@@ -1,0 +1,236 @@
+"""Side-by-side speed of wsol's stages and of the other CAM libraries, in one process, on the same
+model, batch and inputs. Writes a Markdown table to ``results/bench/``.
+
+    python scripts/bench.py                         # resnet50, batch 64, 224², the default device
+    python scripts/bench.py --device cpu --batch 8 --iters 2
+    python scripts/bench.py --tiny --out /tmp/bench # seconds on a CPU (what CI runs)
+
+Rows: raw forward; forward + backward to the target layer (the floor of every gradient method);
+each wsol method's maps alone and end to end (maps, upsampling, min-max, uint8, the box sweep at
+``--thresholds`` thresholds with every backend's boxes, and the metric counts); pytorch-grad-cam
+and torchcam where installed (``pip install -e ".[bench]"``); the box stage alone per backend
+against a findContours-per-threshold baseline (the reference's procedure). Throughput in images
+(or maps) per second, the ratio to forward + backward, and peak GPU memory. Models use random
+weights (nothing is downloaded); the GT boxes are random. Timings of one run: warm-up first,
+then ``--iters`` timed repetitions, synchronised on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from wsol.cams import build_method  # noqa: E402
+from wsol.cams.core import capture_activations, eval_mode, target_scores  # noqa: E402
+from wsol.localize import minmax_normalize, quantize, upsample  # noqa: E402
+from wsol.metrics import BoxAccumulator  # noqa: E402
+from wsol.models import build_model, default_layer  # noqa: E402
+from wsol.report.writer import atomic_write_text  # noqa: E402
+
+DEFAULT_METHODS = "cam,gradcam,gradcampp,xgradcam,layercam,eigencam"
+
+
+class Timer:
+    """Images per second of ``fn`` over ``iters`` repetitions after ``warmup``, and peak CUDA memory."""
+
+    def __init__(self, device: torch.device, warmup: int, iters: int) -> None:
+        self.device, self.warmup, self.iters = device, warmup, iters
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self, fn: Callable[[], object], items: int) -> tuple[float, float | None]:
+        for _ in range(self.warmup):
+            fn()
+        self.sync()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        for _ in range(self.iters):
+            fn()
+        self.sync()
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
+        return items * self.iters / seconds, peak
+
+
+def forward_backward(model: torch.nn.Module, layer: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor):
+    """One forward and the backward to ``layer``'s activations: the work every gradient method must do."""
+    with eval_mode(model), capture_activations(layer) as store:
+        logits = model(images.requires_grad_(False))
+        return torch.autograd.grad(target_scores(logits, labels).sum(), store["activations"])[0]
+
+
+def end_to_end(method, images, labels, thresholds, gt_boxes, backend) -> None:
+    """Maps → eval-size [0, 1] maps → uint8 → box sweep and counts, as the pipeline does per batch."""
+    out = method(images, labels)
+    maps, _ = minmax_normalize(upsample(out.maps, images.shape[-1]))
+    top5 = out.logits.topk(5, 1).indices
+    top1 = (top5[:, 0] == labels).cpu().numpy()
+    top5_hit = (top5 == labels[:, None]).any(1).cpu().numpy()
+    valid = np.ones(gt_boxes.shape[:2], dtype=bool)
+    BoxAccumulator(thresholds, keep_records=False, backend=backend).update(
+        quantize(maps).cpu().numpy(), gt_boxes, valid, top1, top5_hit
+    )
+
+
+def contours_per_threshold(maps_u8: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray) -> None:
+    """The reference's procedure: for every map and threshold, cv2.threshold, findContours, boxes, IoU."""
+    import cv2
+
+    from wsol.metrics.boxes import box_iou
+
+    for score_map, gt in zip(maps_u8, gt_boxes, strict=True):
+        peak = int(score_map.max())
+        for t in thresholds:
+            _, mask = cv2.threshold(score_map, int(t * peak), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+            rects = np.array([cv2.boundingRect(c) for c in contours] or [(0, 0, 0, 0)], dtype=np.int64)
+            rects[:, 2:] += rects[:, :2]
+            box_iou(rects, gt).max()
+
+
+def library_rows(model, layer, images, labels, timer) -> list[tuple[str, float, float | None]]:
+    """pytorch-grad-cam's and torchcam's Grad-CAM and Grad-CAM++, where installed."""
+    rows = []
+    try:
+        from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        targets = [ClassifierOutputTarget(int(c)) for c in labels]
+        for name, cls in (("pytorch-grad-cam GradCAM", GradCAM), ("pytorch-grad-cam GradCAM++", GradCAMPlusPlus)):
+            with cls(model=model, target_layers=[layer]) as cam:
+                rows.append((name, *timer(lambda cam=cam: cam(input_tensor=images, targets=targets), len(images))))
+    except ImportError:
+        rows.append(("pytorch-grad-cam (not installed)", float("nan"), None))
+    try:
+        from torchcam.methods import GradCAM as TorchCamGradCAM
+        from torchcam.methods import GradCAMpp as TorchCamGradCAMpp
+
+        for name, cls in (("torchcam GradCAM", TorchCamGradCAM), ("torchcam GradCAMpp", TorchCamGradCAMpp)):
+            extractor = cls(model, target_layer=layer)
+
+            def run(extractor=extractor) -> None:
+                scores = model(images)
+                extractor(class_idx=labels.tolist(), scores=scores)
+
+            rows.append((name, *timer(run, len(images))))
+            extractor.remove_hooks()
+    except ImportError:
+        rows.append(("torchcam (not installed)", float("nan"), None))
+    return rows
+
+
+def table(rows: list[tuple[str, float, float | None]], reference: float, header: str) -> str:
+    lines = [header, "", "| stage | images/s | × fwd+bwd | peak GPU MiB |", "| :--- | ---: | ---: | ---: |"]
+    for name, rate, peak in rows:
+        ratio = rate / reference if np.isfinite(rate) else float("nan")
+        cells = ["–" if not np.isfinite(v) else f"{v:,.1f}" for v in (rate,)] + [
+            "–" if not np.isfinite(ratio) else f"{ratio:.2f}",
+            "–" if peak is None else f"{peak:,.0f}",
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--layer", default=None, help="target layer (default: the model's default layer)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--thresholds", type=int, default=100, help="box sweep size (interval 1/N)")
+    parser.add_argument("--methods", default=DEFAULT_METHODS)
+    parser.add_argument("--box-maps", type=int, default=None, help="maps for the box-stage rows (default: batch)")
+    parser.add_argument("--tiny", action="store_true", help="resnet18, batch 4, 64², 10 thresholds, 1 iteration")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(__file__)), "results", "bench"))
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.model, args.batch, args.size, args.iters, args.warmup, args.thresholds = "resnet18", 4, 64, 1, 1, 10
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model(args.model, weights=None).module.to(device).eval()
+    layer_name = args.layer or default_layer(model, args.size)
+    layer = dict(model.named_modules())[layer_name]
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    labels = torch.randint(0, 1000, (args.batch,), device=device)
+    rng = np.random.default_rng(0)
+    corners = np.sort(rng.integers(0, args.size, (args.batch, 1, 2, 2)), axis=2)  # [B, 1, (x, y) lo/hi]
+    gt_boxes = np.concatenate([corners[:, :, 0], corners[:, :, 1]], axis=-1)  # x0, y0, x1, y1
+    thresholds = np.arange(args.thresholds) / args.thresholds
+    timer = Timer(device, args.warmup, args.iters)
+    n = args.batch
+
+    rows: list[tuple[str, float, float | None]] = []
+    with torch.no_grad():
+        rows.append(("raw forward", *timer(lambda: model(images), n)))
+    fwd_bwd = timer(lambda: forward_backward(model, layer, images, labels), n)
+    rows.append(("forward + backward to the layer", *fwd_bwd))
+    for name in args.methods.split(","):
+        method = build_method(name, model, layer_name)
+        rows.append((f"wsol {name}: maps", *timer(lambda method=method: method(images, labels), n)))
+        for backend in ("cc", "contours"):
+            rows.append(
+                (
+                    f"wsol {name}: end to end, {backend} boxes",
+                    *timer(lambda m=method, b=backend: end_to_end(m, images, labels, thresholds, gt_boxes, b), n),
+                )
+            )
+    rows += library_rows(model, layer, images, labels, timer)
+
+    count = args.box_maps or n
+    maps = minmax_normalize(upsample(build_method("gradcam", model, layer_name)(images, labels).maps, args.size))[0]
+    maps_u8 = quantize(maps).cpu().numpy()[:count]
+    maps_u8 = np.concatenate([maps_u8] * (-(-count // len(maps_u8))))[:count]
+    boxes = np.concatenate([gt_boxes] * (-(-count // len(gt_boxes))))[:count]
+    valid = np.ones(boxes.shape[:2], dtype=bool)
+    cpu = Timer(torch.device("cpu"), args.warmup, args.iters)
+    for backend in ("cc", "contours"):
+        accumulate = BoxAccumulator(thresholds, keep_records=False, backend=backend)
+        rows.append(
+            (
+                f"box stage, {backend} (maps/s, 1 process)",
+                *cpu(lambda a=accumulate: a.update(maps_u8, boxes, valid), count),
+            )
+        )
+    rows.append(
+        (
+            "box stage, findContours per threshold (maps/s)",
+            *cpu(lambda: contours_per_threshold(maps_u8, thresholds, boxes), count),
+        )
+    )
+
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or 'cpu'}, {torch.get_num_threads()} threads)"
+    )
+    header = (
+        f"# wsol bench: {args.model} at `{layer_name}`, batch {n}, {args.size}², {args.thresholds} thresholds\n\n"
+        f"{name}; torch {torch.__version__}; random weights and inputs; {args.iters} timed iterations after "
+        f"{args.warmup} warm-up. Box-stage rows run on the CPU in one process, on {count} maps."
+    )
+    text = table(rows, fwd_bwd[0], header)
+    tag = "cuda" if device.type == "cuda" else "cpu"
+    path = os.path.join(args.out, f"{tag}_{args.model}_b{n}_{args.size}.md")
+    atomic_write_text(path, text)
+    print(text)
+    print(f"written to {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
