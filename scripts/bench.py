@@ -189,6 +189,21 @@ def main(argv: list[str] | None = None) -> str:
                     *timer(lambda m=method, b=backend: end_to_end(m, images, labels, thresholds, gt_boxes, b), n),
                 )
             )
+    for name in ("gradcam", "gradcampp"):  # the opt-in speed modes (speed.precision, speed.channels_last)
+        method = build_method(name, model, layer_name)
+
+        def bf16(method=method) -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                end_to_end(method, images, labels, thresholds, gt_boxes, "contours")
+
+        rows.append((f"wsol {name}: end to end, contours boxes, bf16", *timer(bf16, n)))
+    model.to(memory_format=torch.channels_last)
+    last = images.contiguous(memory_format=torch.channels_last)
+    for name in ("gradcam", "gradcampp"):
+        method = build_method(name, model, layer_name)
+        run = lambda m=method: end_to_end(m, last, labels, thresholds, gt_boxes, "contours")  # noqa: E731
+        rows.append((f"wsol {name}: end to end, contours boxes, channels_last", *timer(run, n)))
+    model.to(memory_format=torch.contiguous_format)
     rows += library_rows(model, layer, images, labels, timer)
 
     count = args.box_maps or n

@@ -214,3 +214,22 @@ def test_layer_sweep_rows_in_numeric_layer_order(tmp_path):
     table = aggregate(str(tmp_path))
     layers = [line.split("|")[3].strip() for line in table.splitlines() if "| gradcam |" in line]
     assert layers == ["features.4", "features.16", "features.29", "layer4"]
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp"])
+def test_speed_modes_stay_within_their_stated_tolerance(method):
+    # README: channels_last changes nothing beyond float rounding (0.05 points); bf16 autocast keeps
+    # MaxBoxAccV2 and GT-known loc within 2.5 points, PxAP and the energy pointing game within 1 point
+    # and top-1 classification within one image, on 32 demo images
+    def metrics(*overrides):
+        return evaluate(_config(f"method={method}", "limit=32", "progress=false", *overrides)).metrics
+
+    base = metrics()
+    last = metrics("speed.channels_last=true")
+    assert all(abs(last[k] - base[k]) <= 0.05 for k in base if isinstance(base[k], float)), (base, last)
+    bf16 = metrics("speed.precision=bf16")
+    for key, tolerance in (("maxboxacc_v2", 2.5), ("gt_known_loc", 2.5), ("pxap", 1.0),
+                           ("energy_pointing_game", 1.0), ("top1_cls", 100 / 32)):
+        assert abs(bf16[key] - base[key]) <= tolerance, (key, base[key], bf16[key])
+    with pytest.raises(WsolError, match="speed.precision"):
+        metrics("speed.precision=fp16")

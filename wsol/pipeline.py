@@ -81,6 +81,9 @@ class _Scores:
     targets: torch.Tensor | None = None
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
     if name == "auto":
@@ -132,7 +135,12 @@ class _ModelScorer:
         layers = model_cfg.get("layer") or default_layer(self.model.module)
         layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
         self.layer = "+".join(layers)  # display name: layers joined by +
-        self.model.module.to(device)
+        speed = cfg.get("speed") or {}
+        self.precision = str(speed.get("precision", "fp32"))
+        if self.precision not in PRECISIONS:
+            raise WsolError(f"speed.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self.channels_last = bool(speed.get("channels_last", False))
+        self.model.module.to(device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         kwargs = {k: v for k, v in method_cfg.items() if k != "name"}
         kwargs.update(fusion=model_cfg.get("fusion") or "mean", seed=int(cfg.get("seed", 0)))
         self.method = build_method(method_cfg["name"], self.model.module, layers, **kwargs)
@@ -143,7 +151,7 @@ class _ModelScorer:
         self.device = device
         self.cache = None
         if cfg.get("cache_dir"):
-            keys = ("dataset", "model", "method", "limit", "batch_size")  # batches are global: shards share it
+            keys = ("dataset", "model", "method", "limit", "batch_size", "speed")  # batches are global: shards share it
             key_cfg = {k: cfg.get(k) for k in keys}
             # maps depend on the model and method code only, so metric changes keep the cache
             key_cfg.update(
@@ -155,9 +163,13 @@ class _ModelScorer:
     def score(self, batch: Batch) -> dict:
         """Maps, top-5 classes and targets of a batch (no cache): ``{"ids", "maps", "top5", "targets"}``."""
         images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
-        out = self.method(images, batch.labels.to(self.device), target=self.target)
-        top5 = out.logits.topk(min(5, out.logits.shape[1]), dim=1).indices
-        return {"ids": batch.ids, "maps": out.maps, "top5": top5, "targets": out.targets}
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        bf16 = self.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self.method(images, batch.labels.to(self.device), target=self.target)
+        top5 = out.logits.float().topk(min(5, out.logits.shape[1]), dim=1).indices
+        return {"ids": batch.ids, "maps": out.maps.float(), "top5": top5, "targets": out.targets}
 
     def cached(self, index: int, ids: list[str]) -> dict | None:
         """The map cache's entry for global batch ``index`` if it holds exactly ``ids``."""
