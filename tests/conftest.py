@@ -27,6 +27,34 @@ def write_image(path: str, size=(40, 30), mode: str = "RGB", seed: int = 0) -> s
     return path
 
 
+def mask_only_split(tmp_path) -> tuple[list[str], list[str]]:
+    """A wsolevaluation split with masks and no boxes, from ``../shared``'s real OpenImages mask PNGs:
+    ``(dataset overrides, image ids)``."""
+    mask_root = os.path.join(SHARED_DATA, "test_data", "test_masks")
+    ids, lines = [], []
+    for folder in sorted(os.listdir(os.path.join(mask_root, "val"))):
+        names = sorted(os.listdir(os.path.join(mask_root, "val", folder)))
+        for stem in sorted({n.split("_")[0] for n in names}):
+            masks = [n for n in names if n.startswith(stem) and "_ignore" not in n]
+            image_id = f"val/{folder}/{stem}.jpg"
+            write_image(str(tmp_path / "images" / image_id), (80, 60), seed=len(ids))
+            ids.append(image_id)
+            ignore = f"val/{folder}/{stem}_ignore.png" if f"{stem}_ignore.png" in names else ""
+            lines += [f"{image_id},val/{folder}/{m},{ignore if j == 0 else ''}" for j, m in enumerate(masks)]
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    (meta / "localization.txt").write_text("\n".join(lines) + "\n")
+    overrides = [
+        "dataset=wsoleval",
+        f"dataset.root={tmp_path / 'images'}",
+        f"dataset.metadata_root={meta}",
+        f"dataset.mask_root={mask_root}",
+    ]
+    return overrides, ids
+
+
 class ToyCamNet(nn.Module):
     """conv → ReLU → GAP → FC: the architecture CAM needs; ``features`` is the hooked layer."""
 

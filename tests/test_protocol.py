@@ -252,32 +252,10 @@ def test_save_maps_then_from_files_round_trip(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="shared wsolevaluation metadata not present")
 def test_mask_only_split_gives_pxap_without_box_metrics(tmp_path):
-    from conftest import write_image
+    from conftest import mask_only_split
 
-    mask_root = os.path.join(SHARED_DATA, "test_data", "test_masks")
-    ids, lines = [], []
-    for folder in sorted(os.listdir(os.path.join(mask_root, "val"))):
-        names = sorted(os.listdir(os.path.join(mask_root, "val", folder)))
-        for stem in sorted({n.split("_")[0] for n in names}):
-            masks = [n for n in names if n.startswith(stem) and "_ignore" not in n]
-            image_id = f"val/{folder}/{stem}.jpg"
-            write_image(str(tmp_path / "images" / image_id), (80, 60), seed=len(ids))
-            ids.append(image_id)
-            ignore = f"val/{folder}/{stem}_ignore.png" if f"{stem}_ignore.png" in names else ""
-            lines += [f"{image_id},val/{folder}/{m},{ignore if j == 0 else ''}" for j, m in enumerate(masks)]
-    meta = tmp_path / "meta"
-    meta.mkdir()
-    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
-    (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
-    (meta / "localization.txt").write_text("\n".join(lines) + "\n")
-    result = evaluate(
-        _config(
-            "dataset=wsoleval",
-            f"dataset.root={tmp_path / 'images'}",
-            f"dataset.metadata_root={meta}",
-            f"dataset.mask_root={mask_root}",
-        )
-    )
+    overrides, ids = mask_only_split(tmp_path)
+    result = evaluate(_config(*overrides))
     assert result.info["images"] == len(ids) >= 3
     assert 0 < result.metrics["pxap"] < 100
     assert "maxboxacc_v2" not in result.metrics and "pointing_game" not in result.metrics

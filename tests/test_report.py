@@ -183,6 +183,19 @@ def test_report_for_an_already_finished_run(sweep, tmp_path):
     assert (folder / "report.html").is_file() and (folder / "figures" / "curves.png").is_file()
 
 
+@pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="shared wsolevaluation metadata not present")
+def test_report_of_a_mask_only_split(tmp_path):
+    from conftest import mask_only_split
+
+    overrides, ids = mask_only_split(tmp_path)
+    folder = tmp_path / "run"
+    run(_config(*overrides, "limit=null"), str(folder), [])
+    sources = referenced_files(str(folder / "report.html"))
+    assert sources and all((folder / s).is_file() for s in sources)
+    assert not any("curves" in s for s in sources)  # no boxes: no BoxAcc curves, no best / worst
+    assert len(sources) == min(4, len(ids)) and "Best localized" not in (folder / "report.html").read_text()
+
+
 def _browser() -> str | None:
     found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not found and os.environ.get("WSOL_REQUIRE_BROWSER"):
