@@ -233,3 +233,40 @@ def test_speed_modes_stay_within_their_stated_tolerance(method):
         assert abs(bf16[key] - base[key]) <= tolerance, (key, base[key], bf16[key])
     with pytest.raises(WsolError, match="speed.precision"):
         metrics("speed.precision=fp16")
+
+
+def test_image_cache_fills_once_and_gives_the_same_results(tmp_path, monkeypatch):
+    import torch
+
+    from wsol.data import build_dataset
+    from wsol.data.cache import ImageCache
+
+    cache = str(tmp_path / "cache")
+    plain = evaluate(_config("limit=10", "batch_size=4", "progress=false"))
+    first = evaluate(_config("limit=10", "batch_size=4", "progress=false", "image_cache=true", "num_workers=2",
+                             cache=cache))
+    assert first.metrics == plain.metrics
+    dataset = build_dataset("demo", num_classes=1000)
+    dataset.records = dataset.records[:10]
+    filled = dataset.use_image_cache(os.path.join(cache, "images"))
+    assert filled.filled() == 10  # written by two DataLoader worker processes
+    fresh = build_dataset("demo", num_classes=1000)
+    fresh.records = fresh.records[:10]
+    expected = [fresh[i] for i in range(10)]
+
+    def no_decoding(*_):
+        raise AssertionError("decoded although cached")
+
+    monkeypatch.setattr(type(dataset), "load_image", no_decoding)
+    for i in range(10):
+        sample = dataset[i]
+        assert torch.equal(sample["image"], expected[i]["image"]) and sample["size"] == expected[i]["size"]
+        assert torch.equal(sample["boxes"], expected[i]["boxes"])
+    monkeypatch.undo()
+    second = evaluate(_config("limit=10", "batch_size=4", "progress=false", "image_cache=true", cache=cache))
+    assert second.metrics == plain.metrics
+    other = ImageCache(os.path.join(cache, "images"), {"ids": ["x"]}, 1, 224)  # another key: a new, empty file
+    assert other.get(0) is None and other.filled() == 0
+    reseeded = build_dataset("demo", num_classes=1000, seed=1)
+    reseeded.records = reseeded.records[:10]
+    assert reseeded.use_image_cache(os.path.join(cache, "images")).filled() == 0  # other images, other key

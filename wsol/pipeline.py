@@ -239,6 +239,8 @@ class Evaluation:
         self.dataset = build_dataset(cfg["dataset"]["name"], num_classes=self.scorer.num_classes, **dataset_cfg)
         if cfg.get("limit"):
             self.dataset.records = self.dataset.records[: int(cfg["limit"])]
+        if cfg.get("image_cache") and cfg.get("cache_dir"):
+            self.dataset.use_image_cache(os.path.join(os.path.expanduser(cfg["cache_dir"]), "images"))
         self.has_boxes = any(len(r.boxes) for r in self.dataset.records)
         self.thresholds = thresholds_from_config(self.loc_cfg)
         self.image_size = int(cfg["dataset"].get("image_size", 224))

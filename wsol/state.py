@@ -24,7 +24,7 @@ from .report.writer import atomic_write_bytes, atomic_write_text
 __all__ = ["fingerprint", "PartialStore", "MapCache"]
 
 # config keys that change neither the maps nor the metrics
-_NEUTRAL_KEYS = ("device", "num_workers", "hydra", "save_maps", "maps_dir", "cache_dir", "table")
+_NEUTRAL_KEYS = ("device", "num_workers", "hydra", "save_maps", "maps_dir", "cache_dir", "image_cache", "table")
 
 
 def fingerprint(config: dict, drop: tuple[str, ...] = ()) -> str:

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import WsolError
+from .cache import ImageCache
 
 __all__ = ["Record", "Batch", "WsolDataset", "collate", "IGNORE", "rescale_boxes"]
 
@@ -121,6 +122,7 @@ class WsolDataset(Dataset):
             detail = ", ".join(f"{k}={v}" for k, v in self.skipped.items()) or "no records"
             raise WsolError(f"{name}: no usable images ({detail})")
         self.records = kept
+        self.image_cache: ImageCache | None = None
 
     def _validate(self, record: Record, requires_boxes: bool, check_files: bool) -> str | None:
         if not 0 <= record.label < self.num_classes:
@@ -164,18 +166,40 @@ class WsolDataset(Dataset):
             mask[ignore & ~fg] = IGNORE
         return mask
 
+    def use_image_cache(self, folder: str) -> ImageCache:
+        """Keep decoded eval-size images in ``folder`` (see :mod:`wsol.data.cache`), keyed by the records
+        (ids, labels and boxes: a generated set with another seed gets another key)."""
+        identity = {
+            "name": self.name,
+            "root": os.path.abspath(self.image_root),
+            "size": self.image_size,
+            "records": [(r.image_id, r.label, np.round(r.boxes, 3).tolist()) for r in self.records],
+        }
+        self.image_cache = ImageCache(folder, identity, len(self.records), self.image_size)
+        return self.image_cache
+
+    def _eval_image(self, index: int, record: Record) -> tuple[np.ndarray, tuple[int, int]]:
+        """The record's image at eval size, ``uint8 [S, S, 3]``, and its original ``(width, height)``."""
+        cached = self.image_cache.get(index) if self.image_cache is not None else None
+        if cached is not None:
+            return cached
+        image = self.load_image(record)
+        size = record.size or image.size
+        resized = np.asarray(image.resize((self.image_size, self.image_size), Image.BILINEAR)).copy()
+        if self.image_cache is not None:
+            self.image_cache.put(index, resized, size)
+        return resized, size
+
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         try:
-            image = self.load_image(record)
+            resized, size = self._eval_image(index, record)
             mask = self.load_mask(record)
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             return {"id": record.image_id, "skip": "unreadable_image"}
-        size = record.size or image.size
-        resized = image.resize((self.image_size, self.image_size), Image.BILINEAR)
         return {
             "id": record.image_id,
-            "image": torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1),
+            "image": torch.from_numpy(resized).permute(2, 0, 1),
             "label": record.label,
             "boxes": torch.from_numpy(rescale_boxes(record.boxes, size, self.image_size)),
             "mask": None if mask is None else torch.from_numpy(mask),
