@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 
 import numpy as np
@@ -25,7 +24,6 @@ from .report.writer import atomic_write_bytes
 
 __all__ = ["select_images", "write_run_report", "write_sweep_report", "run_label"]
 
-log = logging.getLogger("wsol")
 FIGURES = "figures"
 SHOWN = "shown.json"  # per run: the overlays shown, {"sample" | "best" | "worst": [[id, file], ...]}
 

@@ -12,7 +12,7 @@ import torch
 
 from . import METHODS
 from .core import CamMethod, LayerCapture, target_scores
-from .perturb import chunk_size, chunked, replace_output, zero_channels
+from .perturb import active_channels, chunk_size, chunked, replace_output, zero_channels
 
 __all__ = ["AblationCAM"]
 
@@ -29,8 +29,7 @@ class AblationCAM(CamMethod):
 
     def channel_weights(self, x: LayerCapture) -> torch.Tensor:
         activations = x.activations
-        # zeroing an all-zero channel changes nothing: S_k = S, w_k = 0
-        needed = activations.flatten(2).ne(0).any(-1)
+        needed = active_channels(activations)  # zeroing an all-zero channel changes nothing: S_k = S, w_k = 0
         pairs = needed.nonzero()
         ablated = torch.zeros(len(pairs), device=activations.device)
         chunk = chunk_size(self.model, x.images, self.memory_budget_mb)

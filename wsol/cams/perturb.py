@@ -23,6 +23,7 @@ MASK_ORDERS = ("upsample_first", "normalize_first")
 __all__ = [
     "MASK_ORDERS",
     "activation_masks",
+    "active_channels",
     "chunk_size",
     "chunked",
     "forward_bytes",
@@ -65,6 +66,12 @@ def chunked(total: int, chunk: int, device: torch.device) -> Iterator[torch.Tens
     """Consecutive index ranges ``[start, start + chunk)`` covering ``range(total)``."""
     for start in range(0, total, chunk):
         yield torch.arange(start, min(start + chunk, total), device=device)
+
+
+def active_channels(activations: torch.Tensor) -> torch.Tensor:
+    """``[B, C]`` bool: channels with a non-zero activation. An all-zero channel adds nothing to
+    ``Σ_k w_k A_k`` whatever its weight, so the perturbation methods skip its passes."""
+    return activations.flatten(2).ne(0).any(-1)
 
 
 def activation_masks(activations: torch.Tensor, size: tuple[int, int], order: str = "upsample_first") -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from ..errors import WsolError
 from . import METHODS
 from .core import CamMethod, LayerCapture, seeded_noise, target_scores
-from .perturb import MASK_ORDERS, activation_masks, chunk_size, chunked
+from .perturb import MASK_ORDERS, activation_masks, active_channels, chunk_size, chunked
 
 __all__ = ["ScoreCAM", "SSCAM", "ISCAM"]
 
@@ -59,8 +59,7 @@ class _MaskedScores(CamMethod):
         activations, images = x.activations, x.images
         batch, channels = activations.shape[:2]
         if self.weighting == "probability":
-            # an all-zero channel adds nothing to Σ_k w_k A_k, whatever its weight: skip its passes
-            needed = activations.flatten(2).ne(0).any(-1)
+            needed = active_channels(activations)
         else:
             needed = torch.ones(batch, channels, dtype=torch.bool, device=activations.device)
         pairs = needed.nonzero()  # [P, 2]: (image, channel)

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import WsolError
 from ..report.writer import atomic_write_text
-from .base import Record
+from .base import Record, _check_boxes
 
 __all__ = ["Report", "check_records", "find_file", "run_preparation", "unpack", "write_wsoleval_metadata"]
 
@@ -91,12 +91,12 @@ def check_records(records: list[Record], image_root: str, report: Report) -> lis
         if len(boxes) == 0:
             report.problems.append(f"no box: {record.image_id}")
             continue
-        w, h = size
-        bad = ~np.isfinite(boxes).all(1) | (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
-        bad |= (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-        if bad.any():
-            shown = ",".join(f"{v:g}" for v in boxes[np.argmax(bad)])
-            report.problems.append(f"box outside the {w}x{h} image or empty: {record.image_id} ({shown})")
+        # the loader's own check (it would skip, or clip, such boxes), and empty boxes on top
+        clipped, reason, _ = _check_boxes(boxes, size)
+        bad = (clipped != boxes).any(1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if reason or bad.any():
+            shown = ",".join(f"{v:g}" for v in boxes[np.argmax(bad) if bad.any() else 0])
+            report.problems.append(f"box outside the {size[0]}x{size[1]} image or empty: {record.image_id} ({shown})")
             continue
         valid.append(Record(record.image_id, record.label, boxes, size))
     return valid
