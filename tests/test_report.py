@@ -333,8 +333,11 @@ def test_bench_tiny_mode_writes_its_table(tmp_path):
         "forward + backward to the layer",
         "wsol gradcam: end to end, cc boxes",
         "wsol eigencam: maps",
-        "box stage, findContours per threshold (maps/s)",
+        "findContours per threshold (the reference's procedure)",
+        "fast engine, cc regions, 1 thread",
+        "fast engine, contours regions, 1 thread",
+        "reference engine, contours regions, 1 thread",
     ):
         assert float(rows[stage].replace(",", "")) > 0, stage
-    assert rows["forward + backward to the layer"] and "× fwd+bwd" in text
+    assert "× fwd+bwd" in text and "× findContours" in text and "cut levels (holes or tied areas)" in text
     assert any(name.startswith(("pytorch-grad-cam", "torchcam")) for name in rows)  # measured, or "not installed"

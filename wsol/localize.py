@@ -36,6 +36,7 @@ __all__ = [
     "contour_boxes",
     "region_boxes",
     "level_boxes",
+    "box_iou",
     "BOX_BACKENDS",
 ]
 
@@ -149,3 +150,18 @@ def level_boxes(map_u8: np.ndarray, level: int, mode: str, backend: str = "cc") 
     if mode == "largest":
         return boxes[[largest]]
     raise WsolError(f"box mode must be largest or all, got {mode!r}")
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Inclusive IoU ``[M, K]`` of boxes ``[M, 4]`` and ``[K, 4]`` (x0, y0, x1, y1; +1 pixel convention).
+
+    Empty inputs give an empty ``[M, K]`` array.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)[None, :, :]
+    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
+    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    return inter / (area_a + area_b - inter)

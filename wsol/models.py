@@ -241,3 +241,32 @@ def find_layer(module: nn.Module, name: str) -> nn.Module:
         hint = close_matches(name, [n for n in layers if n])
         raise WsolError(f"no layer {name!r} in the model; close names: {', '.join(hint) or '(none)'}")
     return layers[name]
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def compile_around(module: nn.Module, layers: list[str], mode: str = "default") -> list[str]:
+    """``torch.compile`` every submodule of ``module`` except the target layers and their ancestors.
+
+    A target layer's output must be a real tensor of the eager graph, so that its forward hook sees
+    it and ``autograd.grad`` can reach it: compiling the whole model would fuse it away. So the walk
+    recurses into a target and its ancestors and compiles every other child in place
+    (:meth:`torch.nn.Module.compile`: names and hooks stay). Returns the compiled modules' names.
+    """
+    if mode not in COMPILE_MODES:
+        raise WsolError(f"speed.compile must be false, true or one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    keep = {""} | {".".join(name.split(".")[:i]) for name in layers for i in range(1, name.count(".") + 2)}
+    compiled = []
+
+    def walk(prefix: str, parent: nn.Module) -> None:
+        for child_name, child in parent.named_children():
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if name in keep:
+                walk(name, child)
+            elif any(True for _ in child.parameters()) or any(True for _ in child.children()):
+                child.compile(mode=mode)
+                compiled.append(name)
+
+    walk("", module)
+    return compiled

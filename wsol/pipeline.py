@@ -117,8 +117,13 @@ def _source_hash(*patterns: str) -> str:
 
 
 def run_fingerprint(config: dict) -> str:
-    """Identity of a run's results: the result-relevant config and all of wsol's code (shards share it)."""
-    return fingerprint({**config, "code": _source_hash("**/*.py")}, drop=("shard", "report", "figures", "progress"))
+    """Identity of a run's results: the result-relevant config and all of wsol's code (shards share it).
+
+    The box engine is left out: both engines give identical results (tested).
+    """
+    localize = {k: v for k, v in (config.get("localize") or {}).items() if k != "engine"}
+    relevant = {**config, "localize": localize, "code": _source_hash("**/*.py")}
+    return fingerprint(relevant, drop=("shard", "report", "figures", "progress"))
 
 
 class _ModelScorer:
@@ -321,6 +326,7 @@ class Evaluation:
                 self.eval_cfg.get("iou_thresholds", (30, 50, 70)),
                 bool(self.eval_cfg.get("records", True)),
                 self.loc_cfg.get("backend", "cc"),
+                self.loc_cfg.get("engine", "fast"),
             )
             pointing = PointingAccumulator(float(self.eval_cfg.get("pointing_tolerance", 15)))
         if self.dataset.has_masks:
@@ -399,6 +405,7 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
         "skipped_ids": [{"id": i, "reason": r} for i, r in skipped_ids],
         "boxes_clipped": meta["boxes_clipped"],
         "flat_maps": sum(r.n_flat for r in results),
+        "reference_levels": boxes.fallbacks if boxes is not None else 0,
         **{k: meta[k] for k in ("layer", "target", "backend", "device", "num_thresholds")},
         "seconds": round(seconds, 3),
     }

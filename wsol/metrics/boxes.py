@@ -13,64 +13,16 @@ Counts are integers, so shards merge exactly by summing (:meth:`BoxAccumulator.m
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from ..localize import region_boxes, threshold_levels
+from ..box_sweep import reference_sweep_boxes, sweep_boxes
+from ..errors import WsolError
+from ..localize import box_iou, threshold_levels
 
-__all__ = ["box_iou", "level_region_boxes", "sweep_ious", "BoxAccumulator", "MODES"]
+__all__ = ["box_iou", "BoxAccumulator", "MODES", "ENGINES"]
 
 MODES = ("largest", "all")
-
-
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Inclusive IoU ``[M, K]`` of boxes ``[M, 4]`` and ``[K, 4]`` (x0, y0, x1, y1; +1 pixel convention).
-
-    Empty inputs give an empty ``[M, K]`` array.
-    """
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)[:, None, :]
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)[None, :, :]
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    return inter / (area_a + area_b - inter)
-
-
-def level_region_boxes(map_u8: np.ndarray, levels: np.ndarray, backend: str = "cc") -> tuple[np.ndarray, ...]:
-    """Every region box of ``map_u8 > level`` for each level, concatenated.
-
-    Returns ``(boxes [N, 4], starts [L], largest [L])``: level ``j`` owns ``boxes[starts[j]:starts[j+1]]``
-    and its largest region is ``boxes[largest[j]]``.
-    """
-    per_level = [region_boxes(map_u8 > level, backend) for level in levels]
-    counts = np.array([len(b) for b, _ in per_level])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    largest = starts + np.array([i for _, i in per_level], dtype=np.int64)
-    return np.concatenate([b for b, _ in per_level]), starts, largest
-
-
-def sweep_ious(
-    map_u8: np.ndarray, gt_boxes: np.ndarray, levels: np.ndarray, backend: str = "cc", regions=None
-) -> dict[str, np.ndarray]:
-    """Best IoUs and the largest box at each cut level of one uint8 map.
-
-    Args:
-        map_u8: ``[H, W]`` quantised map.
-        gt_boxes: ``[K, 4]`` GT boxes in eval space, ``K ≥ 1``.
-        levels: ``[L]`` integer cut levels (foreground = ``map_u8 > level``).
-        backend: ``cc`` (connected components) or ``contours`` (the reference's, with holes).
-        regions: :func:`level_region_boxes` of this map and levels, if already computed.
-
-    Returns:
-        ``{"largest": [L], "all": [L]}`` best IoUs (float64) and ``"box": [L, 4]`` the largest
-        region's box at each level.
-    """
-    boxes, starts, largest = regions if regions is not None else level_region_boxes(map_u8, levels, backend)
-    ious = box_iou(boxes, gt_boxes).max(axis=1)
-    return {"largest": ious[largest], "all": np.maximum.reduceat(ious, starts), "box": boxes[largest]}
+ENGINES = {"fast": sweep_boxes, "reference": reference_sweep_boxes}
 
 
 class BoxAccumulator:
@@ -80,13 +32,22 @@ class BoxAccumulator:
         thresholds: ``[T]`` thresholds in ``[0, 1)``.
         iou_thresholds: δ values in percent.
         keep_records: keep each image's IoUs and largest box per cut level for per-image output.
-        backend: box backend, see :mod:`wsol.localize`.
+        backend: region rule, ``cc`` or ``contours`` (see :mod:`wsol.localize`).
+        engine: ``fast`` (:func:`wsol.box_sweep.sweep_boxes`, one union-find pass per map) or
+            ``reference`` (the scikit-image / OpenCV backend level by level); identical results.
     """
 
     def __init__(
-        self, thresholds: np.ndarray, iou_thresholds=(30, 50, 70), keep_records: bool = True, backend: str = "cc"
+        self,
+        thresholds: np.ndarray,
+        iou_thresholds=(30, 50, 70),
+        keep_records: bool = True,
+        backend: str = "cc",
+        engine: str = "fast",
     ) -> None:
-        self.backend = backend
+        if engine not in ENGINES:
+            raise WsolError(f"localize.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self.backend, self.engine = backend, engine
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.deltas = tuple(int(d) for d in iou_thresholds)
         if 50 not in self.deltas:
@@ -96,11 +57,10 @@ class BoxAccumulator:
         self.hits_top1 = np.zeros(shape, dtype=np.int64)
         self.hits_top5 = np.zeros(shape, dtype=np.int64)
         self.count = 0
+        self.fallbacks = 0  # cut levels the fast engine handed to the reference backend
         self.has_classes = True
-        self._cache_key: bytes | None = None
-        self._cache: tuple[np.ndarray, ...] = ()
         self.keep_records = keep_records
-        self._records: list[dict[str, np.ndarray]] = []
+        self._records: list[tuple[np.ndarray, ...]] = []
 
     def update(
         self,
@@ -119,29 +79,19 @@ class BoxAccumulator:
             top1_correct = top5_correct = np.zeros(len(maps_u8), dtype=bool)
         peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
         levels = threshold_levels(self.thresholds, peaks)  # [B, T]
+        sweep = ENGINES[self.engine](maps_u8, levels, gt_boxes, gt_valid, self.backend)
         delta = np.array(self.deltas, dtype=np.float64) / 100
-        for i in range(len(maps_u8)):
-            unique, inverse = np.unique(levels[i], return_inverse=True)
-            res = sweep_ious(maps_u8[i], gt_boxes[i][gt_valid[i]], unique, regions=self._regions(maps_u8[i], unique))
-            for m, mode in enumerate(MODES):
-                hit = res[mode][inverse][:, None] >= delta[None, :]  # [T, D]
-                self.hits[m] += hit
-                self.hits_top1[m] += hit & bool(top1_correct[i])
-                self.hits_top5[m] += hit & bool(top5_correct[i])
-            if self.keep_records:
-                self._records.append({"peak": peaks[i], "levels": unique, **res})
+        top1 = np.asarray(top1_correct, dtype=bool)[:, None, None]
+        top5 = np.asarray(top5_correct, dtype=bool)[:, None, None]
+        for m, ious in enumerate((sweep.iou_largest, sweep.iou_all)):
+            hit = ious[sweep.index][:, :, None] >= delta  # [B, T, D]
+            self.hits[m] += hit.sum(axis=0)
+            self.hits_top1[m] += (hit & top1).sum(axis=0)
+            self.hits_top5[m] += (hit & top5).sum(axis=0)
+        if self.keep_records:
+            self._records.append((peaks, sweep.offsets, sweep.level, sweep.iou_largest, sweep.iou_all, sweep.box))
+        self.fallbacks += sweep.fallbacks
         self.count += len(maps_u8)
-
-    def __getstate__(self) -> dict:
-        """Pickle without the per-map region cache (partial results are saved per batch)."""
-        return {**self.__dict__, "_cache_key": None, "_cache": ()}
-
-    def _regions(self, map_u8: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Region boxes per level, reused when consecutive maps are identical (e.g. a fixed baseline map)."""
-        key = hashlib.blake2b(map_u8.tobytes() + levels.tobytes(), digest_size=16).digest()
-        if self._cache_key != key:
-            self._cache_key, self._cache = key, level_region_boxes(map_u8, levels, self.backend)
-        return self._cache
 
     def merge(self, other: BoxAccumulator) -> None:
         """Add another accumulator's counts (shards of one dataset); records are appended."""
@@ -151,6 +101,7 @@ class BoxAccumulator:
         self.hits_top1 += other.hits_top1
         self.hits_top5 += other.hits_top5
         self.count += other.count
+        self.fallbacks += other.fallbacks
         self.has_classes &= other.has_classes
         self._records.extend(other._records)
 
@@ -204,14 +155,10 @@ class BoxAccumulator:
         """Per image, at the loc threshold: best IoU (largest / all components) and the largest box."""
         t = self.thresholds[self.best_threshold_index()]
         out = []
-        for rec in self._records:
-            level = int(np.float64(t) * np.float64(rec["peak"]))
-            j = int(np.searchsorted(rec["levels"], level))
-            out.append(
-                {
-                    "iou_largest": float(rec["largest"][j]),
-                    "iou_all": float(rec["all"][j]),
-                    "box": [int(v) for v in rec["box"][j]],
-                }
-            )
+        for peaks, offsets, level, iou_largest, iou_all, box in self._records:
+            for b, peak in enumerate(peaks):
+                lo = offsets[b]
+                j = lo + int(np.searchsorted(level[lo : offsets[b + 1]], int(np.float64(t) * np.float64(peak))))
+                row = {"iou_largest": float(iou_largest[j]), "iou_all": float(iou_all[j])}
+                out.append({**row, "box": [int(v) for v in box[j]]})
         return out
