@@ -7,7 +7,8 @@ model, batch and inputs. Writes a Markdown table to ``results/bench/``.
 
 Rows: raw forward; forward + backward to the target layer (the floor of every gradient method);
 each wsol method's maps alone and end to end (maps, upsampling, min-max, uint8, the box sweep at
-``--thresholds`` thresholds with each region rule, and the metric counts); pytorch-grad-cam
+``--thresholds`` thresholds with each region rule, and the metric counts), also in the bf16,
+channels-last and torch.compile modes; pytorch-grad-cam
 and torchcam where installed (``pip install -e ".[bench]"``); then, in a second table, the box stage
 alone per engine and region rule, on one core and on all, against a findContours-per-threshold loop
 (the reference's procedure). Throughput in images (or maps) per second, the ratio to forward +
@@ -35,7 +36,7 @@ from wsol.cams import build_method  # noqa: E402
 from wsol.cams.core import capture_activations, eval_mode, target_scores  # noqa: E402
 from wsol.localize import minmax_normalize, quantize, upsample  # noqa: E402
 from wsol.metrics import BoxAccumulator  # noqa: E402
-from wsol.models import build_model, default_layer  # noqa: E402
+from wsol.models import build_model, compile_around, default_layer  # noqa: E402
 from wsol.report.writer import atomic_write_text  # noqa: E402
 
 DEFAULT_METHODS = "cam,gradcam,gradcampp,xgradcam,layercam,eigencam"
@@ -157,11 +158,13 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--thresholds", type=int, default=100, help="box sweep size (interval 1/N)")
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--box-maps", type=int, default=None, help="maps for the box-stage rows (default: batch)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows")
     parser.add_argument("--tiny", action="store_true", help="resnet18, batch 4, 64², 10 thresholds, 1 iteration")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(__file__)), "results", "bench"))
     args = parser.parse_args(argv)
     if args.tiny:
         args.model, args.batch, args.size, args.iters, args.warmup, args.thresholds = "resnet18", 4, 64, 1, 1, 10
+        args.compile = False  # minutes of compilation on a CPU
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = build_model(args.model, weights=None).module.to(device).eval()
@@ -207,6 +210,12 @@ def main(argv: list[str] | None = None) -> str:
         rows.append((f"wsol {name}: end to end, contours boxes, channels_last", *timer(run, n)))
     model.to(memory_format=torch.contiguous_format)
     rows += library_rows(model, layer, images, labels, timer)
+    if args.compile:  # last: compiles the model in place (speed.compile=true)
+        compile_around(model, [layer_name])
+        for name in ("gradcam", "gradcampp"):
+            method = build_method(name, model, layer_name)
+            run = lambda m=method: end_to_end(m, images, labels, thresholds, gt_boxes, "contours")  # noqa: E731
+            rows.append((f"wsol {name}: end to end, contours boxes, torch.compile", *timer(run, n)))
 
     count = args.box_maps or n
     maps = minmax_normalize(upsample(build_method("gradcam", model, layer_name)(images, labels).maps, args.size))[0]

@@ -235,6 +235,36 @@ def test_speed_modes_stay_within_their_stated_tolerance(method):
         metrics("speed.precision=fp16")
 
 
+def test_compile_around_leaves_the_target_layer_and_its_ancestors_eager():
+    from torchvision.models import resnet18
+
+    from wsol.models import compile_around
+
+    model = resnet18()
+    compiled = compile_around(model, ["layer4.1.conv2"])
+    assert compiled == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4.0", "layer4.1.conv1", "layer4.1.bn1",
+                        "layer4.1.bn2", "fc"]
+    modules = dict(model.named_modules())
+    assert all(modules[name]._compiled_call_impl is not None for name in compiled)
+    assert all(modules[name]._compiled_call_impl is None for name in ("", "layer4", "layer4.1", "layer4.1.conv2"))
+    with pytest.raises(WsolError, match="speed.compile"):
+        compile_around(resnet18(), ["layer4"], "fastest")
+
+
+@pytest.mark.slow
+def test_compile_mode_stays_within_its_stated_tolerance():
+    # README: speed.compile=true changes nothing beyond float rounding (0.05 points); resnet18 with random
+    # weights (nothing to download), 8 demo images in batches of 4 (one compiled shape), Grad-CAM++
+    def metrics(*overrides):
+        config = _config("model=resnet18", "model.weights=null", "method=gradcampp", "limit=8", "batch_size=4",
+                         "progress=false", *overrides)
+        return evaluate(config).metrics
+
+    base, compiled = metrics(), metrics("speed.compile=true")
+    assert base.keys() == compiled.keys()
+    assert all(abs(compiled[k] - base[k]) <= 0.05 for k in base), (base, compiled)
+
+
 def test_image_cache_fills_once_and_gives_the_same_results(tmp_path, monkeypatch):
     import torch
 

@@ -258,6 +258,8 @@ def compile_around(module: nn.Module, layers: list[str], mode: str = "default") 
         raise WsolError(f"speed.compile must be false, true or one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     keep = {""} | {".".join(name.split(".")[:i]) for name in layers for i in range(1, name.count(".") + 2)}
     compiled = []
+    # blocks of one class share their compiled code; each new shape is one more entry for it
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
     def walk(prefix: str, parent: nn.Module) -> None:
         for child_name, child in parent.named_children():

@@ -28,7 +28,7 @@ from .data.base import Batch
 from .errors import WsolError
 from .localize import minmax_normalize, quantize, sweep_thresholds, upsample
 from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
-from .models import build_model, default_layer
+from .models import build_model, compile_around, default_layer
 from .progress import Progress
 from .state import MapCache, PartialStore, fingerprint
 
@@ -149,6 +149,9 @@ class _ModelScorer:
         kwargs = {k: v for k, v in method_cfg.items() if k != "name"}
         kwargs.update(fusion=model_cfg.get("fusion") or "mean", seed=int(cfg.get("seed", 0)))
         self.method = build_method(method_cfg["name"], self.model.module, layers, **kwargs)
+        compile_mode = speed.get("compile", False)
+        if compile_mode:
+            compile_around(self.model.module, layers, "default" if compile_mode is True else str(compile_mode))
         self.num_classes = self.model.num_classes
         self.target = cfg["eval"].get("target", "gt")
         self.mean = torch.tensor(self.model.mean, device=device).view(1, 3, 1, 1)
