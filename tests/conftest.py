@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tarfile
 
 import numpy as np
 import pytest
@@ -11,7 +12,17 @@ from PIL import Image
 from torch import nn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "wsolevaluation")
+WSOLEVAL_ARCHIVE = os.path.join(REPO, "tests", "data", "wsolevaluation", "metadata.tar.xz")
+
+
+@pytest.fixture(scope="session")
+def wsoleval_data(tmp_path_factory) -> str:
+    """clovaai/wsolevaluation's real split metadata and test masks (MIT; ``tests/data/wsolevaluation/``),
+    unpacked once per session: ``<folder>/metadata/<DATASET>/<split>/`` and ``<folder>/test_data/test_masks/``."""
+    folder = tmp_path_factory.mktemp("wsolevaluation")
+    with tarfile.open(WSOLEVAL_ARCHIVE) as archive:
+        archive.extractall(folder, filter="data")
+    return str(folder)
 
 
 def write_image(path: str, size=(40, 30), mode: str = "RGB", seed: int = 0) -> str:
@@ -27,10 +38,10 @@ def write_image(path: str, size=(40, 30), mode: str = "RGB", seed: int = 0) -> s
     return path
 
 
-def mask_only_split(tmp_path) -> tuple[list[str], list[str]]:
-    """A wsolevaluation split with masks and no boxes, from ``../shared``'s real OpenImages mask PNGs:
-    ``(dataset overrides, image ids)``."""
-    mask_root = os.path.join(SHARED_DATA, "test_data", "test_masks")
+def mask_only_split(tmp_path, wsoleval_data: str) -> tuple[list[str], list[str]]:
+    """A wsolevaluation split with masks and no boxes, from wsolevaluation's real OpenImages mask PNGs
+    (the ``wsoleval_data`` fixture's folder): ``(dataset overrides, image ids)``."""
+    mask_root = os.path.join(wsoleval_data, "test_data", "test_masks")
     ids, lines = [], []
     for folder in sorted(os.listdir(os.path.join(mask_root, "val"))):
         names = sorted(os.listdir(os.path.join(mask_root, "val", folder)))

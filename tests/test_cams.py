@@ -120,19 +120,38 @@ def test_per_sample_targets_top1_vs_gt():
 
 
 def test_gradients_flow_with_frozen_parameters():
+    x, labels = torch.randn(2, 3, 5, 5), torch.tensor([0, 1])
+    expected = build_method("gradcam", ToyCamNet(), "features")(x, labels).maps
     net = ToyCamNet()
     for p in net.parameters():
         p.requires_grad_(False)
-    out = build_method("gradcam", net, "features")(torch.randn(2, 3, 5, 5), torch.tensor([0, 1]))
-    assert torch.isfinite(out.maps).all()
+    out = build_method("gradcam", net, "features")(x, labels)
+    assert expected.abs().amax((1, 2)).min() > 0  # a map per image with something in it
+    assert torch.equal(out.maps, expected)
 
 
 def test_cam_needs_a_gap_fc_layer():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(4, 2))
-    with pytest.raises(WsolError, match="CAM needs"):
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.ReLU6(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(WsolError, match="CAM needs .* 1: its output reaches the classifier through Convolution"):
         build_method("cam", net, "1")(torch.randn(1, 3, 5, 5), torch.tensor([0]))
-    assert build_method("cam", net, "2")(torch.randn(1, 3, 5, 5), torch.tensor([0])).maps.shape == (1, 3, 3)
+    # up to element-wise activations: the convolution before the ReLU6 feeds the pooling too
+    for layer in ("2", "3"):
+        assert build_method("cam", net, layer)(torch.randn(1, 3, 5, 5), torch.tensor([0])).maps.shape == (1, 3, 3)
+
+
+def test_cam_refuses_a_layer_with_the_right_width_that_does_not_feed_the_pooling():
+    """ResNet's last ``bn2`` has as many channels as the pooled features, but the residual sum follows it."""
+    import torchvision
+
+    net = torchvision.models.resnet18(weights=None).eval()
+    x, label = torch.randn(1, 3, 64, 64), torch.tensor([3])
+    with pytest.raises(WsolError, match=r"layer4\.1\.bn2: its output reaches the classifier through AddBackward"):
+        build_method("cam", net, "layer4.1.bn2")(x, label)
+    for layer in ("layer4", "layer4.1"):
+        assert build_method("cam", net, layer)(x, label).maps.shape == (1, 2, 2)
+    with pytest.raises(WsolError, match="AddmmBackward"):  # VGG: the pooled features pass two more Linear layers
+        build_method("cam", torchvision.models.vgg11(weights=None).eval(), "features.19")(x, label)
 
 
 def test_unknown_method_and_layer_errors():

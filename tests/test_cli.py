@@ -120,6 +120,9 @@ def test_gradcampp_and_fixed_threshold(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["num_thresholds"] == 1 and summary["metrics"]["loc_threshold"] == 0.2
+    assert summary["backend"] == "cc"  # localize=fixed's own region rule, not the default protocol's contours
+    assert summary["protocol"] == "custom" and summary["protocol_changes"]["preset"] == "wsoleval_v2"
+    assert "protocol custom (wsoleval_v2 with localize.mode=fixed" in proc.stdout
 
 
 def test_paper_preset_table(tmp_path):
@@ -136,7 +139,11 @@ def test_paper_preset_table(tmp_path):
         (["dataset=wsoleval", "dataset.root=/nonexistent"], "error: dataset.root does not exist"),
         (["method=gradcamm"], "error: unknown method 'gradcamm'; did you mean: gradcam"),
         (["model.layer=features.99"], "error: no layer 'features.99'"),
-        (["device=cuda"] if not __import__("torch").cuda.is_available() else ["eval.target=x"], "error: "),
+        (["eval.target=x"], "error: eval.target must be gt or top1, got 'x'"),
+        pytest.param(
+            ["device=cuda"], "error: device=cuda but no CUDA GPU is available",
+            marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU"),
+        ),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message):

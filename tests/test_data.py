@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, write_image
+from conftest import write_image
 from PIL import Image
 
 from wsol.data import build_dataset, collate
@@ -53,25 +54,23 @@ def test_wsoleval_loader_rescales_boxes_and_keeps_several(tmp_path):
     assert batch.boxes[1, 0].tolist() == [5, 5, 10, 10]
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="shared wsolevaluation metadata not present")
-def test_real_wsolevaluation_metadata():
-    cub = read_wsoleval_metadata(os.path.join(SHARED_DATA, "metadata/CUB/test"))
+def test_real_wsolevaluation_metadata(wsoleval_data):
+    cub = read_wsoleval_metadata(os.path.join(wsoleval_data, "metadata/CUB/test"))
     assert len(cub) == 5794
     first = cub[0]
     assert first.image_id == "001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg"
     assert first.label == 0 and first.size == (500, 335) and first.boxes.tolist() == [[60, 27, 385, 331]]
-    ilsvrc = read_wsoleval_metadata(os.path.join(SHARED_DATA, "metadata/ILSVRC/test"))
+    ilsvrc = read_wsoleval_metadata(os.path.join(wsoleval_data, "metadata/ILSVRC/test"))
     assert len(ilsvrc) == 50000
     assert sum(len(r.boxes) for r in ilsvrc) == 80477
     assert {r.label for r in ilsvrc} == set(range(1000))
-    openimages = read_wsoleval_metadata(os.path.join(SHARED_DATA, "metadata/OpenImages/test"))
+    openimages = read_wsoleval_metadata(os.path.join(wsoleval_data, "metadata/OpenImages/test"))
     assert all(len(r.boxes) == 0 and r.mask_paths for r in openimages)
     assert openimages[0].ignore_path.endswith("_ignore.png") and len(openimages[0].mask_paths) == 2
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="shared wsolevaluation metadata not present")
-def test_openimages_masks_union_and_ignore(tmp_path):
-    mask_root = os.path.join(SHARED_DATA, "test_data", "test_masks")
+def test_openimages_masks_union_and_ignore(tmp_path, wsoleval_data):
+    mask_root = os.path.join(wsoleval_data, "test_data", "test_masks")
     folder = os.path.join(mask_root, "val", "0bt_c3")
     stem = "3a29f0b33894d4a6"
     masks = sorted(f for f in os.listdir(folder) if f.startswith(stem) and "_m" in f)
@@ -87,11 +86,16 @@ def test_openimages_masks_union_and_ignore(tmp_path):
     (meta / "localization.txt").write_text("\n".join(lines) + "\n")
     ds = build_dataset("wsoleval", root=str(tmp_path / "images"), metadata_root=str(meta), mask_root=mask_root)
     mask = ds[0]["mask"].numpy()
-    # expected: union of the instance masks (nearest-resized to 224), ignore where ignore ∧ ¬fg
+    # expected, as wsolevaluation's get_mask: union of the instance masks (OpenCV grayscale, INTER_NEAREST to
+    # 224, > 0.5), ignore where ignore ∧ ¬fg
+    def reference(name):
+        raw = np.float32(cv2.imread(os.path.join(folder, name), cv2.IMREAD_GRAYSCALE))
+        return cv2.resize(raw, (224, 224), interpolation=cv2.INTER_NEAREST) > 0.5
+
     fg = np.zeros((224, 224), dtype=bool)
     for m in masks:
-        fg |= np.asarray(Image.open(os.path.join(folder, m)).convert("L").resize((224, 224), Image.NEAREST)) > 127
-    ignore = np.asarray(Image.open(os.path.join(folder, f"{stem}_ignore.png")).convert("L").resize((224, 224), 0)) > 127
+        fg |= reference(m)
+    ignore = reference(f"{stem}_ignore.png")
     assert ((mask == 1) == fg).all()
     assert ((mask == IGNORE) == (ignore & ~fg)).all()
     assert fg.any()
@@ -226,6 +230,72 @@ def test_bad_input_is_counted_or_converted(tmp_path):
     assert batch.skipped == [("corrupt.jpg", "unreadable_image")]
     assert batch.ids == ["gray.png", "cmyk.jpg", "rgba.png", "big.jpg"]
     assert batch.images.shape == (4, 3, 224, 224)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    """A 16-bit grayscale PNG (PIL mode I;16) becomes 8-bit by round(v / 257); PIL's own conversion clips, which
+    turns everything above 255 white."""
+    from wsol.data.base import to_rgb
+
+    values = np.linspace(0, 65535, 40 * 30).reshape(30, 40).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as image:
+        assert image.mode.startswith("I")
+        rgb = np.asarray(to_rgb(image))
+        clipped = np.asarray(image.convert("RGB"))
+    expected = np.rint(values / 257.0).astype(np.uint8)
+    assert rgb.shape == (30, 40, 3) and (rgb == expected[..., None]).all()
+    assert (clipped == 255).mean() > 0.99 and (rgb == 255).mean() < 0.01
+
+
+def test_palette_images_with_transparency_convert_without_a_warning(tmp_path):
+    import warnings
+
+    from wsol.data.base import to_rgb
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 4, (30, 40), dtype=np.uint8), "P")
+    image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9] + [0] * 756)
+    image.info["transparency"] = bytes([255, 0, 255, 255] + [255] * 252)
+    image.save(tmp_path / "palette.png", transparency=image.info["transparency"])
+    with Image.open(tmp_path / "palette.png") as reread, warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's "Palette images with Transparency" warning would raise here
+        rgb = np.asarray(to_rgb(reread))
+    palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [9, 9, 9]], dtype=np.uint8)
+    assert (rgb == palette[np.asarray(image)]).all()
+
+
+def test_size_mismatch_uses_the_metadata_size_and_is_counted(tmp_path):
+    """An image whose decoded size is not image_sizes.txt's: boxes are rescaled with the metadata's size (as the
+    reference does), and the image is reported, not silently evaluated."""
+    write_image(str(tmp_path / "images/a.jpg"), (150, 100))
+    write_image(str(tmp_path / "images/b.jpg"), (300, 200))
+    rows = [("a.jpg", 0, [[30, 20, 150, 199]]), ("b.jpg", 1, [[30, 20, 150, 199]])]
+    images, meta = write_wsoleval(str(tmp_path), rows, {"a.jpg": (300, 200), "b.jpg": (300, 200)})
+    ds = build_dataset("wsoleval", root=images, metadata_root=meta, num_classes=5)
+    batch = collate([ds[0], ds[1]])
+    assert batch.size_mismatch == ["a.jpg"]
+    expected = rescale_boxes(np.array([[30, 20, 150, 199]]), (300, 200), 224).tolist()
+    assert batch.boxes[0, :1].tolist() == batch.boxes[1, :1].tolist() == expected
+    assert batch.sizes.tolist() == [[300, 200], [300, 200]]
+
+
+def test_unreadable_mask_is_a_counted_skip(tmp_path):
+    write_image(str(tmp_path / "images/a.jpg"), (64, 48))
+    write_image(str(tmp_path / "images/b.jpg"), (64, 48))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((48, 64), 255, np.uint8)).save(masks / "a.png")
+    (masks / "b.png").write_bytes(b"not a png")
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "image_ids.txt").write_text("a.jpg\nb.jpg\n")
+    (meta / "class_labels.txt").write_text("a.jpg,0\nb.jpg,0\n")
+    (meta / "localization.txt").write_text("a.jpg,a.png,\nb.jpg,b.png,\n")
+    ds = build_dataset("wsoleval", root=str(tmp_path / "images"), metadata_root=str(meta), mask_root=str(masks))
+    batch = collate([ds[0], ds[1]])
+    assert batch.ids == ["a.jpg"] and batch.skipped == [("b.jpg", "unreadable_mask")]
+    assert batch.masks.shape == (1, 224, 224) and (batch.masks == 1).all()
 
 
 def test_missing_root_and_files_are_one_line_errors(tmp_path):

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, write_image
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -17,6 +17,7 @@ from wsol.data.wsoleval import read_wsoleval_metadata
 from wsol.localize import level_boxes, quantize, sweep_thresholds
 from wsol.metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
 from wsol.pipeline import evaluate
+from wsol.run import protocol_label
 
 
 def test_ring_with_hole_contours_add_the_hole_box():
@@ -50,7 +51,8 @@ def test_single_pixel_and_flat_maps(backend):
 
 
 def _reference_oracle(maps: list[np.ndarray], gts: list[np.ndarray], interval: float, multi_contour: bool):
-    """wsolevaluation's procedure written out literally from REFERENCE.md §1, one loop per step."""
+    """wsolevaluation's procedure written out literally, one loop per step: ``compute_bboxes_from_scoremaps``,
+    ``calculate_multiple_iou`` and ``BoxEvaluator.accumulate / compute`` in its ``evaluation.py``."""
     import cv2
 
     thresholds = np.arange(0, 1, interval)
@@ -132,15 +134,18 @@ def _gaussian_center_map(size: int = 224, sigma: float = 56.0) -> np.ndarray:
     return ((m - m.min()) / (m.max() - m.min())).astype(np.float32)
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="shared wsolevaluation metadata not present")
 @pytest.mark.parametrize(
     ("dataset", "expected"),
-    [("CUB", (56.83, 93.91, 59.60, 17.00)), ("ILSVRC", (53.39, 76.81, 54.06, 29.28))],
+    [
+        ("CUB", (56.834656541249565, 93.90749050742147, 59.59613393165343, 17.0003451846738)),
+        ("ILSVRC", (53.38533333333333, 76.814, 54.062, 29.28)),
+    ],
 )
-def test_matches_the_reference_evaluator_on_real_boxes(dataset, expected):
+def test_matches_the_reference_evaluator_on_real_boxes(dataset, expected, wsoleval_data):
     """A centred Gaussian map on every image of the real test splits, against the reference's numbers
-    (REFERENCE.md §5: measured with wsolevaluation, interval 0.001, all contours)."""
-    records = read_wsoleval_metadata(os.path.join(SHARED_DATA, "metadata", dataset, "test"))
+    (measured by running clovaai/wsolevaluation's ``BoxEvaluator`` at commit 96f4b88 on the same metadata,
+    ``multi_contour_eval=True``, interval 0.001; the values it printed)."""
+    records = read_wsoleval_metadata(os.path.join(wsoleval_data, "metadata", dataset, "test"))
     map_u8 = quantize(torch.from_numpy(_gaussian_center_map())).numpy()
     acc = BoxAccumulator(sweep_thresholds(0.001), backend="contours", keep_records=False)
     for start in range(0, len(records), 512):
@@ -154,7 +159,7 @@ def test_matches_the_reference_evaluator_on_real_boxes(dataset, expected):
         acc.update(np.broadcast_to(map_u8, (len(chunk), 224, 224)), boxes, valid)
     m = acc.compute()
     got = (m["maxboxacc_v2"], m["maxboxacc_v2_iou30"], m["maxboxacc_v2_iou50"], m["maxboxacc_v2_iou70"])
-    assert [round(v, 2) for v in got] == list(expected)
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
 
 
 def test_pxap_hand_computed():
@@ -174,6 +179,139 @@ def test_pxap_hand_computed():
     assert other.compute() == acc.compute()
     with pytest.raises(ValueError, match="no foreground"):
         PxAPAccumulator().compute()
+
+
+def _reference_mask(path: str) -> np.ndarray:
+    """wsolevaluation's ``load_mask_image`` then ``> 0.5``, written out."""
+    import cv2
+
+    mask = np.float32(cv2.imread(path, cv2.IMREAD_GRAYSCALE))
+    return cv2.resize(mask, (224, 224), interpolation=cv2.INTER_NEAREST) > 0.5
+
+
+def _reference_pxap(maps, mask_files, ignore_files, interval: float) -> float:
+    """wsolevaluation's ``get_mask`` and ``MaskEvaluator.accumulate / compute`` written out, one step per line."""
+    edges = np.append(np.arange(0, 1, interval), [1.0, 2.0, 3.0])
+    fg_hist, bg_hist = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
+    for scoremap, files, ignore_file in zip(maps, mask_files, ignore_files, strict=True):
+        fg = np.stack([_reference_mask(f) for f in files]).any(axis=0)
+        ignore = np.logical_and(_reference_mask(ignore_file), np.logical_not(fg))
+        gt = fg.astype(np.uint8) + 255 * ignore.astype(np.uint8)
+        scoremap = scoremap.astype(np.float64)
+        fg_hist += np.histogram(scoremap[gt == 1], bins=edges)[0]
+        bg_hist += np.histogram(scoremap[gt == 0], bins=edges)[0]
+    tp = fg_hist[::-1].cumsum()
+    fn = fg_hist.sum() - tp
+    fp = bg_hist[::-1].cumsum()
+    non_zero = (tp + fp) != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return float((precision[1:] * np.diff(recall))[non_zero[1:]].sum() * 100)
+
+
+def _write_mask(path, size: tuple[int, int], rng: np.random.Generator, value: int = 255) -> str:
+    """A PNG of ``size`` (w, h) holding 1–3 random ellipses of ``value`` on 0."""
+    from PIL import Image
+
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = np.zeros((h, w), dtype=np.uint8)
+    for _ in range(rng.integers(1, 4)):
+        cx, cy, rx, ry = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(2, w / 2), rng.uniform(2, h / 2)
+        mask[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1] = value
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    Image.fromarray(mask).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("size", [(333, 500), (37, 41), (500, 333), (224, 224), (225, 223)])
+def test_masks_are_resized_with_opencvs_nearest_rule(tmp_path, size):
+    """Masks of odd sizes give exactly the reference's pixels; PIL's nearest rule would sample others."""
+    from PIL import Image
+
+    from wsol.data.base import read_mask
+
+    rng = np.random.default_rng(sum(size))
+    path = _write_mask(tmp_path / "m.png", size, rng)
+    got = read_mask(path, 224)
+    assert got.dtype == bool and np.array_equal(got, _reference_mask(path))
+    pil = np.asarray(Image.open(path).resize((224, 224), Image.NEAREST)) > 127
+    assert np.array_equal(pil, got) == (size == (224, 224))  # the rules differ whenever the size does
+    low = _write_mask(tmp_path / "low.png", size, rng, value=1)  # a 0/1 mask: foreground is > 0.5, not > 127
+    assert read_mask(low, 224).any() and np.array_equal(read_mask(low, 224), _reference_mask(low))
+
+
+def _masked_split(tmp_path, sizes, rng, score_fn):
+    """An OpenImages-style wsoleval split: one image per mask size, 1–2 instance masks and an ignore mask of that
+    size each, and a score map ``score_fn(fg, ignore)`` per image (from the reference's masks at 224), saved for
+    ``method=from_files``: ``(overrides, maps, mask files, ignore files, reference masks)``."""
+    from wsol.cams.from_files import save_maps
+
+    ids, lines, maps, mask_files, ignore_files, gts = [], [], [], [], [], []
+    for i, size in enumerate(sizes):
+        image_id = f"val/c{i % 3}/img{i:03d}.jpg"
+        write_image(str(tmp_path / "images" / image_id), (48, 40), seed=i)
+        names = [f"val/c{i % 3}/img{i:03d}_m{j}.png" for j in range(1 + i % 2)]
+        files = [_write_mask(tmp_path / "masks" / n, size, rng) for n in names]
+        ignore = f"val/c{i % 3}/img{i:03d}_ignore.png"
+        ignore_files.append(_write_mask(tmp_path / "masks" / ignore, size, rng))
+        lines += [f"{image_id},{n},{ignore if j == 0 else ''}" for j, n in enumerate(names)]
+        ids.append(image_id)
+        mask_files.append(files)
+        fg = np.stack([_reference_mask(f) for f in files]).any(axis=0)
+        ignored = _reference_mask(ignore_files[-1]) & ~fg
+        gts.append(fg.astype(np.uint8) + 255 * ignored.astype(np.uint8))
+        score = np.asarray(score_fn(fg, ignored), dtype=np.float64)
+        maps.append(((score - score.min()) / (score.max() - score.min())).astype(np.float32))
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    (meta / "localization.txt").write_text("\n".join(lines) + "\n")
+    save_maps(str(tmp_path / "maps"), ids, np.stack(maps))
+    overrides = [
+        "dataset=wsoleval",
+        f"dataset.root={tmp_path / 'images'}",
+        f"dataset.metadata_root={meta}",
+        f"dataset.mask_root={tmp_path / 'masks'}",
+        "method=from_files",
+        f"method.maps_dir={tmp_path / 'maps'}",
+        "cache_dir=null",
+    ]
+    return overrides, maps, mask_files, ignore_files, gts
+
+
+@pytest.mark.parametrize("interval", [0.01, 0.001])
+def test_pxap_equals_the_reference_on_masks_of_mixed_sizes(tmp_path, interval):
+    rng = np.random.default_rng(7)
+    sizes = [(333, 500), (37, 41), (224, 224), (500, 375), (640, 427), (101, 99), (1024, 683), (64, 64)]
+    overrides, maps, masks, ignores, _ = _masked_split(tmp_path, sizes, rng, lambda fg, ign: rng.random(fg.shape) ** 3)
+    result = evaluate(_config(*overrides, f"localize.interval={interval}"))
+    assert result.info["images"] == len(sizes)
+    assert abs(result.metrics["pxap"] - _reference_pxap(maps, masks, ignores, interval)) < 1e-9
+
+
+def test_pxap_drops_undefined_precision_like_the_reference(tmp_path):
+    """Every map's maximum lies in an ignore region, so the [1, 2) bin holds no scored pixel and precision is
+    0/0 there. The reference drops that curve point; multiplying it in gives NaN."""
+    rng = np.random.default_rng(3)
+
+    def peak_in_ignore(fg, ignored):
+        score = rng.random(fg.shape) * 0.9
+        spots = np.argwhere(ignored)
+        assert len(spots), "the fixture needs an ignore region outside the foreground"
+        score[tuple(spots[len(spots) // 2])] = 1.0
+        return score
+
+    sizes = [(120, 90), (90, 120), (200, 150), (37, 41)]
+    overrides, maps, masks, ignores, gts = _masked_split(tmp_path, sizes, rng, peak_in_ignore)
+    plain = PxAPAccumulator(0.01)
+    plain.update(np.stack(maps), np.stack(gts))
+    precision, recall = plain.curve()
+    assert np.isnan(precision[1]) and np.isnan((precision[1:] * np.diff(recall)).sum())  # the case is hit
+    expected = _reference_pxap(maps, masks, ignores, 0.01)
+    assert 0 < expected < 100 and abs(plain.compute() - expected) < 1e-9
+    assert abs(evaluate(_config(*overrides, "localize.interval=0.01")).metrics["pxap"] - expected) < 1e-9
 
 
 def _point_map(x: int, y: int, size=(30, 30)) -> np.ndarray:
@@ -230,8 +368,25 @@ def _config(*overrides: str) -> dict:
 def test_protocol_presets(preset, mode, threshold, backend, interval):
     loc = _config(f"protocol={preset}")["localize"]
     assert (loc["mode"], loc["threshold"], loc["backend"], loc["interval"]) == (mode, threshold, backend, interval)
-    # the command line still wins over a preset
-    assert _config(f"protocol={preset}", "localize.backend=cc")["localize"]["backend"] == "cc"
+    assert protocol_label(_config(f"protocol={preset}")) == (preset, {})
+    # the command line still wins over a preset, and a run that changes the preset's settings is not labelled with it
+    other = "contours" if backend == "cc" else "cc"
+    changed = _config(f"protocol={preset}", f"localize.backend={other}")
+    assert changed["localize"]["backend"] == other
+    assert protocol_label(changed) == ("custom", {"localize.backend": other})
+
+
+def test_a_localize_choice_that_conflicts_with_the_protocol_is_used_and_labelled_custom():
+    """``localize=fixed`` under the default wsoleval_v2 preset: the fixed config's own values (cc regions), the
+    user's threshold, and the label ``custom`` with what changed."""
+    config = _config("localize=fixed", "localize.threshold=0.5")
+    loc = config["localize"]
+    assert (loc["mode"], loc["threshold"], loc["backend"]) == ("fixed", 0.5, "cc")
+    name, changed = protocol_label(config)
+    assert name == "custom"
+    assert changed == {"localize.mode": "fixed", "localize.interval": None, "localize.backend": "cc"}
+    assert protocol_label(_config("protocol=none")) == ("custom", {})
+    assert protocol_label(_config("protocol=gradcam17", "localize.threshold=0.15")) == ("gradcam17", {})
 
 
 def test_save_maps_then_from_files_round_trip(tmp_path):
@@ -250,13 +405,39 @@ def test_save_maps_then_from_files_round_trip(tmp_path):
     assert third.info["skipped"] == {"missing_map": 1} and third.info["images"] == 11
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="shared wsolevaluation metadata not present")
-def test_mask_only_split_gives_pxap_without_box_metrics(tmp_path):
+def test_mask_only_split_gives_pxap_without_box_metrics(tmp_path, wsoleval_data):
     from conftest import mask_only_split
 
-    overrides, ids = mask_only_split(tmp_path)
+    overrides, ids = mask_only_split(tmp_path, wsoleval_data)
     result = evaluate(_config(*overrides))
     assert result.info["images"] == len(ids) >= 3
     assert 0 < result.metrics["pxap"] < 100
     assert "maxboxacc_v2" not in result.metrics and "pointing_game" not in result.metrics
     assert "top1_cls" in result.metrics
+
+
+def test_target_top1_drops_the_gt_class_metrics():
+    """With ``eval.target=top1`` the maps explain the prediction: GT-known loc, top-5 loc and the pointing games
+    (defined on the GT class's map) are left out; top-1 loc and MaxBoxAcc of those maps stay."""
+    gt = evaluate(_config("limit=4", "batch_size=4", "cache_dir=null")).metrics
+    top1 = evaluate(_config("limit=4", "batch_size=4", "cache_dir=null", "eval.target=top1")).metrics
+    for key in ("gt_known_loc", "top5_loc", "top5_loc_err", "pointing_game", "energy_pointing_game"):
+        assert key in gt and key not in top1, key
+    assert "top1_loc" in top1 and "maxboxacc_v2" in top1
+
+
+def test_size_mismatch_is_reported_in_the_run_facts(tmp_path, caplog):
+    for name, size in (("a.jpg", (150, 100)), ("b.jpg", (300, 200)), ("c.jpg", (90, 60))):
+        write_image(str(tmp_path / "images" / name), size)
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "image_ids.txt").write_text("a.jpg\nb.jpg\nc.jpg\n")
+    (meta / "class_labels.txt").write_text("a.jpg,1\nb.jpg,2\nc.jpg,3\n")
+    (meta / "image_sizes.txt").write_text("a.jpg,300,200\nb.jpg,300,200\nc.jpg,90,61\n")
+    (meta / "localization.txt").write_text("a.jpg,30,20,150,199\nb.jpg,30,20,150,199\nc.jpg,1,1,50,50\n")
+    overrides = ["dataset=wsoleval", f"dataset.root={tmp_path / 'images'}", f"dataset.metadata_root={meta}"]
+    with caplog.at_level("WARNING", logger="wsol"):
+        result = evaluate(_config(*overrides, "cache_dir=null"))
+    assert result.info["images"] == 3
+    assert result.info["size_mismatch"] == 2 and result.info["size_mismatch_ids"] == ["a.jpg", "c.jpg"]
+    assert "2 images are not the size image_sizes.txt gives" in caplog.text

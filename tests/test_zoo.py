@@ -92,7 +92,7 @@ def test_scorecam_family_hand_values():
     assert lib.tolist() == pytest.approx([1.0, 3.0])
 
 
-def test_scorecam_channel_softmax_and_sscam_noise_against_a_direct_computation():
+def test_score_family_weightings_and_sscam_noise_against_a_direct_computation():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 4, 4)
     weight = torch.randn(5, 3)
@@ -111,6 +111,17 @@ def test_scorecam_channel_softmax_and_sscam_noise_against_a_direct_computation()
     expected = (w[:, :, None, None] * x).sum(1).clamp_min(0)
     got = build_method("sscam", net, "features", num_samples=4, std=0.5, seed=3)(x, labels).maps
     assert torch.allclose(got, expected, atol=1e-6)
+    # SS-CAM and IS-CAM under the libraries' weighting: softmax over channels of the mean target logit
+    noisy = torch.stack([net((x[:, None] * (masks + e)).flatten(0, 1)).view(2, 3, 5) for e in noise])
+    w = noisy.mean(0)[torch.arange(2), :, labels].softmax(1)
+    expected = (w[:, :, None, None] * x).sum(1).clamp_min(0)
+    got = build_method("sscam", net, "features", num_samples=4, std=0.5, seed=3, weighting="channel_softmax")
+    assert torch.allclose(got(x, labels).maps, expected, atol=1e-6)
+    scaled = torch.stack([net((x[:, None] * masks * i / 3).flatten(0, 1)).view(2, 3, 5) for i in (1, 2, 3)])
+    w = scaled.mean(0)[torch.arange(2), :, labels].softmax(1)
+    expected = (w[:, :, None, None] * x).sum(1).clamp_min(0)
+    got = build_method("iscam", net, "features", num_samples=3, weighting="channel_softmax")
+    assert torch.allclose(got(x, labels).maps, expected, atol=1e-6)
 
 
 def test_ablationcam_hand_values_and_negative_score_guard():
@@ -172,9 +183,13 @@ def test_batch_invariance_chunking_and_determinism(name):
 @pytest.mark.parametrize("name", ALL)
 def test_flat_channels_and_flat_maps_give_finite_maps(name):
     net = ToyCamNet(channels=4, classes=3)
-    for x in (torch.zeros(2, 3, 6, 6), torch.full((2, 3, 6, 6), 0.7)):  # every channel spatially flat
-        maps = build_method(name, net, "features")(x, torch.tensor([0, 1])).maps
-        assert torch.isfinite(maps).all() and (maps >= 0).all()
+    # a zero input: every channel is its bias, spatially flat, so every method's map is flat (and finite)
+    maps = build_method(name, net, "features")(torch.zeros(2, 3, 6, 6), torch.tensor([0, 1])).maps
+    assert torch.isfinite(maps).all() and (maps >= 0).all()
+    assert torch.equal(maps.amax((1, 2)), maps.amin((1, 2)))
+    # a constant non-zero input: flat inside, but the zero padding makes the border differ: finite, not NaN
+    maps = build_method(name, net, "features")(torch.full((2, 3, 6, 6), 0.7), torch.tensor([0, 1])).maps
+    assert torch.isfinite(maps).all() and (maps >= 0).all()
     dead = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     dead[0].bias.data.fill_(-100.0)  # ReLU zeroes every channel
     maps = build_method(name, dead, "1")(torch.rand(2, 3, 5, 5), torch.tensor([0, 1])).maps
@@ -201,15 +216,24 @@ def test_perturbation_inputs_are_built_in_chunks_under_the_budget():
 
 
 def test_activation_masks_orders():
-    a = torch.tensor([[[0.0, 2.0], [1.0, 4.0]]])
-    up = activation_masks(a, (4, 4), "upsample_first")
-    down = activation_masks(a, (4, 4), "normalize_first")
-    assert up.shape == (1, 1, 4, 4) and float(up.min()) == 0 and float(up.max()) == 1
-    assert torch.allclose(down, up)  # a corner holds each extreme: both orders agree here
+    """One row 0, 4, 0 upsampled to width 4 (bilinear, align_corners=False: source x = 0.75 j − 0.125, clamped):
+    0, 2.5, 2.5, 0. Upsampling first and then min-max gives 0, 1, 1, 0; min-max first (0, 1, 0), then
+    upsampling, gives 0, 0.625, 0.625, 0. With aligned corners (source x = 2j/3): 0, 8/3, 8/3, 0."""
+    a = torch.tensor([[[0.0, 4.0, 0.0]]])
+    up = activation_masks(a, (1, 4), "upsample_first")
+    down = activation_masks(a, (1, 4), "normalize_first")
+    assert up.shape == (1, 1, 1, 4)
+    assert up.flatten().tolist() == [0.0, 1.0, 1.0, 0.0]
+    assert torch.allclose(down.flatten(), torch.tensor([0.0, 0.625, 0.625, 0.0]))
+    aligned = activation_masks(a, (1, 4), "normalize_first", align_corners=True)
+    assert torch.allclose(aligned.flatten(), torch.tensor([0.0, 2 / 3, 2 / 3, 0.0]))
+    aligned_up = activation_masks(a, (1, 4), "upsample_first", align_corners=True)
+    assert torch.allclose(aligned_up.flatten(), torch.tensor([0.0, 1.0, 1.0, 0.0]))
     flat = activation_masks(torch.ones(1, 2, 2), (3, 3))
     assert (flat == 0).all()
+    net = ToyCamNet(channels=2, classes=3)
     with pytest.raises(WsolError, match="mask_order"):
-        activation_masks(a, (4, 4), "other")
+        build_method("scorecam", net, "features", mask_order="other")
 
 
 # --- several layers --------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ class BatchResult:
     n_top5: int = 0
     n_flat: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    size_mismatch: list[str] = field(default_factory=list)  # evaluated ids whose decoded size is not the metadata's
     rows: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -363,6 +364,7 @@ class Evaluation:
         kept_ids = [i for i, k in zip(batch.ids, keep, strict=True) if k]
         if self.maps_dir:
             save_maps(self.maps_dir, kept_ids, maps_np)
+        result.size_mismatch = [i for i in batch.size_mismatch if i in set(kept_ids)]
         result.n_images = int(keep.sum())
         result.n_flat = int(flat.sum())
         result.rows = _image_rows(kept_ids, batch.labels[keep], scores, flat)
@@ -394,8 +396,8 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
     if boxes is not None:
         metrics.update(boxes.compute())
         metrics.update(pointing.compute())
-        if meta["target"] == "top1":  # the maps explain the prediction: GT-known and top-5 loc are not defined
-            for key in ("gt_known_loc", "top5_loc", "top5_loc_err"):
+        if meta["target"] == "top1":  # the maps explain the prediction: the GT-class metrics are not defined
+            for key in ("gt_known_loc", "top5_loc", "top5_loc_err", "pointing_game", "energy_pointing_game"):
                 metrics.pop(key, None)
         if boxes.keep_records:
             for row, res in zip(rows, boxes.image_results(), strict=True):
@@ -408,6 +410,8 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
         "skipped_ids": [{"id": i, "reason": r} for i, r in skipped_ids],
         "boxes_clipped": meta["boxes_clipped"],
         "flat_maps": sum(r.n_flat for r in results),
+        "size_mismatch": sum(len(r.size_mismatch) for r in results),
+        "size_mismatch_ids": [i for r in results for i in r.size_mismatch],
         "reference_levels": boxes.fallbacks if boxes is not None else 0,
         **{k: meta[k] for k in ("layer", "target", "backend", "device", "num_thresholds")},
         "seconds": round(seconds, 3),
@@ -439,6 +443,12 @@ def evaluate(cfg: dict, state_dir: str | None = None) -> EvalResult:
     scored = sum(done[i].n_images for i in todo)
     out.info["images_per_second"] = round(scored / seconds, 2) if seconds > 0 else None
     log.info("%d images scored in %.1f s, %d skipped", scored, seconds, sum(out.info["skipped"].values()))
+    if out.info["size_mismatch"]:
+        log.warning(
+            "%d images are not the size image_sizes.txt gives (e.g. %s); their boxes were rescaled with the "
+            "metadata's size, as the reference does (size_mismatch_ids in metrics.json)",
+            out.info["size_mismatch"], out.info["size_mismatch_ids"][0],
+        )
     return out
 
 

@@ -38,12 +38,32 @@ def check_group_choices(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
                 raise WsolError(f"unknown {key} {name!r}; did you mean: {', '.join(hint)} (see conf/{key}/)")
 
 
+def _lookup(config: dict, dotted: str):
+    for key in dotted.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def protocol_label(config: dict) -> tuple[str | None, dict[str, object]]:
+    """The run's protocol name, and the settings it changed from the preset's ``table.requires``.
+
+    A run whose settings differ from its preset's is labelled ``custom`` (a table never names a protocol
+    whose settings the run did not use); the changes are reported beside it.
+    """
+    table = config.get("table") or {}
+    name, requires = table.get("protocol"), table.get("requires") or {}
+    changed = {key: _lookup(config, key) for key, value in requires.items() if _lookup(config, key) != value}
+    return ("custom" if changed else name), changed
+
+
 def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: list[str] | None = None) -> dict:
     """Write the run folder (tables, per-image rows, curves, metrics.json last); return the summary."""
     table = config.get("table") or {}
     columns = list(table["columns"]) if table.get("columns") else None
+    protocol, changed = protocol_label(config)
     summary = {
-        "protocol": table.get("protocol"),
+        "protocol": protocol,
+        "protocol_changes": {"preset": table.get("protocol"), **changed} if changed else None,
         "columns": columns,
         "method": config["method"]["name"],
         "model": None if result.info["target"] == "files" else config["model"]["name"],
@@ -56,10 +76,10 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         **{k: v for k, v in result.info.items() if k != "layer"},
     }
     frame = metrics_frame([summary], columns)
-    caption = (
-        f"{summary['dataset']}, {result.info['images']} images, protocol {summary['protocol']}, "
-        f"target={result.info['target']}"
-    )
+    changes = ", ".join(f"{k}={v}" for k, v in changed.items())
+    described = f"custom ({table.get('protocol')} with {changes})" if changed else protocol
+    caption = f"{summary['dataset']}, {result.info['images']} images, protocol {described}, "
+    caption += f"target={result.info['target']}"
     tables = {
         fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "") for fmt in ("md", "tex", "html", "csv")
     }
@@ -113,9 +133,9 @@ def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> di
     skipped = sum(result.info["skipped"].values())
     headline = ", ".join(f"{k} {result.metrics[k]:.2f}" for k in ("maxboxacc_v2", "pxap") if k in result.metrics)
     log.info(
-        "%s on %s (%s): %s, %d images (%s img/s, %.1f s), %d skipped, written to %s",
+        "%s on %s (%s): %s, %d images (%s img/s, %.1f s), %d skipped, %d size mismatches, written to %s",
         summary["method"], summary["model"], summary["layer"], headline, result.info["images"],
-        result.info.get("images_per_second"), result.info["seconds"], skipped, run_dir,
+        result.info.get("images_per_second"), result.info["seconds"], skipped, result.info["size_mismatch"], run_dir,
     )
     return summary
 

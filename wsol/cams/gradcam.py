@@ -4,7 +4,8 @@
 - Grad-CAM++ — Chattopadhay et al., WACV 2018, Eq. 19:
   ``α_k,ij = g_ij² / (2 g_ij² + Σ_ab A_k,ab · g_ij³)`` (0 where the denominator is 0),
   ``w_k = Σ_ij α_k,ij · ReLU(g_ij)``. ``alpha_norm=True`` divides α by its per-channel sum, as
-  the authors' code does.
+  the authors' code does; ``eps`` is added to α's denominator (pytorch-grad-cam adds ``1e-6``, which
+  visibly changes maps where ``g²`` is small, as in early layers and random networks).
 - Smooth Grad-CAM++ — Omeiza et al., 2019: Grad-CAM++ weights averaged over ``n`` copies of
   the input with Gaussian noise (std ``σ`` on the normalised input); each copy's α and weights
   come from that copy's own activations and gradients, and the averaged weights multiply the
@@ -40,13 +41,16 @@ class GradCAM(CamMethod):
         return x.gradients.mean(dim=(2, 3))
 
 
-def gradcampp_alpha(activations: torch.Tensor, gradients: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """Grad-CAM++ ``α`` ``[B, C, h, w]`` (paper Eq. 19); 0 where the denominator vanishes.
+def gradcampp_alpha(
+    activations: torch.Tensor, gradients: torch.Tensor, normalize: bool = False, eps: float = 0.0
+) -> torch.Tensor:
+    """Grad-CAM++ ``α = g² / (2 g² + Σ_ab A_ab · g³ + eps)`` ``[B, C, h, w]`` (paper Eq. 19 with ``eps = 0``);
+    0 where the denominator vanishes or ``g = 0``.
 
     ``normalize``: divide by ``Σ_ij α_k,ij`` per channel (where non-zero), as the authors' code does.
     """
     g2 = gradients.pow(2)
-    denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * gradients.pow(3)
+    denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * gradients.pow(3) + eps
     safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
     alpha = torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
     if normalize:
@@ -55,20 +59,22 @@ def gradcampp_alpha(activations: torch.Tensor, gradients: torch.Tensor, normaliz
     return alpha
 
 
-def gradcampp_weights(activations: torch.Tensor, gradients: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+def gradcampp_weights(
+    activations: torch.Tensor, gradients: torch.Tensor, normalize: bool = False, eps: float = 0.0
+) -> torch.Tensor:
     """Grad-CAM++ channel weights ``w_k = Σ_ij α_k,ij · ReLU(g_k,ij)`` ``[B, C]``."""
-    alpha = gradcampp_alpha(activations, gradients, normalize)
+    alpha = gradcampp_alpha(activations, gradients, normalize, eps)
     return (alpha * gradients.clamp_min(0)).sum(dim=(2, 3))
 
 
 @METHODS.register("gradcampp")
 class GradCAMpp(CamMethod):
-    def __init__(self, model, layer, *, alpha_norm: bool = False, **kwargs) -> None:
+    def __init__(self, model, layer, *, alpha_norm: bool = False, eps: float = 0.0, **kwargs) -> None:
         super().__init__(model, layer, **kwargs)
-        self.alpha_norm = bool(alpha_norm)
+        self.alpha_norm, self.eps = bool(alpha_norm), float(eps)
 
     def channel_weights(self, x):
-        return gradcampp_weights(x.activations, x.gradients, self.alpha_norm)
+        return gradcampp_weights(x.activations, x.gradients, self.alpha_norm, self.eps)
 
 
 @METHODS.register("smoothgradcampp")
@@ -79,9 +85,12 @@ class SmoothGradCAMpp(CamMethod):
     not depend on its batch; each copy is one forward and backward of the whole batch.
     """
 
-    def __init__(self, model, layer, *, num_samples: int = 4, std: float = 0.3, alpha_norm: bool = False, **kwargs):
+    def __init__(
+        self, model, layer, *, num_samples: int = 4, std: float = 0.3, alpha_norm: bool = False, eps: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(model, layer, **kwargs)
-        self.num_samples, self.std, self.alpha_norm = int(num_samples), float(std), bool(alpha_norm)
+        self.num_samples, self.std, self.alpha_norm, self.eps = int(num_samples), float(std), bool(alpha_norm), eps
 
     def channel_weights(self, x: LayerCapture) -> torch.Tensor:
         noise = seeded_noise((self.num_samples, *x.images.shape[1:]), self.std, self.seed, x.images.device)
@@ -91,7 +100,7 @@ class SmoothGradCAMpp(CamMethod):
                 logits = self.model((x.images + eps).requires_grad_(True))
                 activations = store["activations"]
                 (gradients,) = torch.autograd.grad(target_scores(logits, x.targets).sum(), activations)
-            total += gradcampp_weights(activations.detach(), gradients, self.alpha_norm)
+            total += gradcampp_weights(activations.detach(), gradients, self.alpha_norm, self.eps)
         return total / self.num_samples
 
 

@@ -74,24 +74,25 @@ def active_channels(activations: torch.Tensor) -> torch.Tensor:
     return activations.flatten(2).ne(0).any(-1)
 
 
-def activation_masks(activations: torch.Tensor, size: tuple[int, int], order: str = "upsample_first") -> torch.Tensor:
+def activation_masks(
+    activations: torch.Tensor, size: tuple[int, int], order: str = "upsample_first", align_corners: bool = False
+) -> torch.Tensor:
     """Score-CAM's masks ``[m, 1, H, W]`` in ``[0, 1]`` from activation maps ``[m, h, w]``.
 
     ``upsample_first`` (the Score-CAM paper and code, pytorch-grad-cam): bilinear upsampling to
     the input size, then per-map min-max. ``normalize_first`` (torchcam): min-max, then upsampling.
-    Flat maps give all-zero masks.
+    ``align_corners``: the bilinear grid (pytorch-grad-cam's ``UpsamplingBilinear2d`` aligns corners;
+    torchcam and the authors' ``F.interpolate`` calls do not). Flat maps give all-zero masks.
     """
-    if order not in MASK_ORDERS:
-        raise WsolError(f"method.mask_order must be one of {', '.join(MASK_ORDERS)}, got {order!r}")
 
     def up(maps: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+        return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=align_corners)[:, 0]
 
     if order == "upsample_first":
-        masks = minmax_normalize(up(activations))[0]
-    else:
-        masks = up(minmax_normalize(activations.float())[0])
-    return masks[:, None]
+        return minmax_normalize(up(activations))[0][:, None]
+    if order == "normalize_first":
+        return up(minmax_normalize(activations.float())[0])[:, None]
+    raise ValueError(f"mask order must be one of {MASK_ORDERS}, got {order!r}")  # the methods check it first
 
 
 @contextlib.contextmanager

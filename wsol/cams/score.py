@@ -11,7 +11,8 @@ weights the channel: map ``ReLU(Σ_k w_k A_k)``.
   Riemann sum of the score along the straight path from the empty to the full mask (N = 10).
 
 ``weighting="channel_softmax"`` gives pytorch-grad-cam's and torchcam's convention instead: the
-target logits of the masked inputs, softmax-normalised over the channels.
+target logits of the masked inputs, softmax-normalised over the channels. ``mask_order`` and
+``align_corners`` choose how masks are made (:func:`~wsol.cams.perturb.activation_masks`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class _MaskedScores(CamMethod):
         *,
         weighting: str = "probability",
         mask_order: str = "upsample_first",
+        align_corners: bool = False,
         memory_budget_mb: float = 1024,
         **kwargs,
     ) -> None:
@@ -50,6 +52,7 @@ class _MaskedScores(CamMethod):
         if mask_order not in MASK_ORDERS:
             raise WsolError(f"method.mask_order must be one of {', '.join(MASK_ORDERS)}, got {mask_order!r}")
         self.weighting, self.mask_order, self.memory_budget_mb = weighting, mask_order, memory_budget_mb
+        self.align_corners = bool(align_corners)
 
     def perturb(self, masks: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
         """The masks of sample indices ``sample`` ``[m]``; Score-CAM uses them unchanged."""
@@ -69,7 +72,8 @@ class _MaskedScores(CamMethod):
         kind = "probability" if self.weighting == "probability" else "logit"
         for index in chunked(len(scores), chunk, activations.device):
             b, k = pairs[index // n].unbind(1)
-            masks = self.perturb(activation_masks(activations[b, k], images.shape[-2:], self.mask_order), index % n)
+            masks = activation_masks(activations[b, k], images.shape[-2:], self.mask_order, self.align_corners)
+            masks = self.perturb(masks, index % n)
             logits = self.model(images[b] * masks)
             scores[index] = target_scores(logits, x.targets[b], kind).float()
         weights = torch.zeros(batch, channels, device=activations.device)

@@ -5,7 +5,10 @@ Conventions (documented in README):
   (torchvision ``Resize((S, S))`` on a PIL image, as wsolevaluation does).
 - GT boxes are ``x0, y0, x1, y1`` in original pixels; they are rescaled to the eval size with
   ``int()`` truncation of each coordinate (``x * S / w``), as wsolevaluation does.
-- Masks are ``uint8`` at the eval size: 0 background, 1 foreground, 255 ignore.
+- Masks are ``uint8`` at the eval size: 0 background, 1 foreground, 255 ignore. Each mask file is
+  read and resized exactly as wsolevaluation's ``load_mask_image`` does: OpenCV grayscale as
+  ``float32``, ``cv2.resize(INTER_NEAREST)`` to the eval size, foreground ``> 0.5``. OpenCV's
+  nearest-neighbour rule samples other source pixels than PIL's, so PxAP depends on it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from torch.utils.data import Dataset
 from ..errors import WsolError
 from .cache import ImageCache
 
-__all__ = ["Record", "Batch", "WsolDataset", "collate", "IGNORE", "rescale_boxes"]
+__all__ = [
+    "Record", "Batch", "WsolDataset", "collate", "IGNORE", "read_mask", "resize_mask", "rescale_boxes", "to_rgb"
+]
 
 IGNORE = 255
 
@@ -52,6 +57,7 @@ class Batch:
     ids: list[str]
     sizes: torch.Tensor  # int64 [B, 2] original (width, height)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason) found at load
+    size_mismatch: list[str] = field(default_factory=list)  # ids whose decoded size differs from the metadata's
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -62,6 +68,29 @@ def rescale_boxes(boxes: np.ndarray, size: tuple[int, int], image_size: int) -> 
     w, h = size
     scale = np.array([image_size / w, image_size / h, image_size / w, image_size / h])
     return np.trunc(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale).astype(np.int64)
+
+
+class UnreadableMask(OSError):
+    """A mask file that OpenCV cannot decode (a counted skip, ``unreadable_mask``)."""
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A 2-D mask as bool ``[size, size]``: ``float32``, ``cv2.resize(..., INTER_NEAREST)``, then ``> 0.5``
+    (wsolevaluation's ``load_mask_image`` and ``get_mask``)."""
+    import cv2
+
+    return cv2.resize(np.asarray(mask, dtype=np.float32), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
+
+
+def read_mask(path: str, size: int) -> np.ndarray:
+    """A mask file as bool ``[size, size]``, read as wsolevaluation reads it: ``cv2.imread(IMREAD_GRAYSCALE)``,
+    then :func:`resize_mask`."""
+    import cv2
+
+    raw = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if raw is None:
+        raise UnreadableMask(path)
+    return resize_mask(raw, size)
 
 
 def _check_boxes(boxes: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, str | None, int]:
@@ -145,31 +174,30 @@ class WsolDataset(Dataset):
         return os.path.join(self.image_root, record.image_id)
 
     def load_image(self, record: Record) -> Image.Image:
-        """The record's image as RGB (grayscale, palette, CMYK and RGBA are converted)."""
+        """The record's image as RGB (see :func:`to_rgb`)."""
         with Image.open(self._image_path(record)) as img:
             img.load()
-            return img.convert("RGB")
+            return to_rgb(img)
 
     def load_mask(self, record: Record) -> np.ndarray | None:
-        """The union of the record's foreground masks at eval size, ignore pixels set to 255."""
+        """The union of the record's foreground masks at eval size, ignore pixels (in the ignore mask and not
+        in the foreground) set to 255: wsolevaluation's ``get_mask``, each file read by :func:`read_mask`."""
         if not record.mask_paths:
             return None
-        size = (self.image_size, self.image_size)
-        fg = np.zeros(size, dtype=bool)
+        root = self.mask_root or ""
+        fg = np.zeros((self.image_size, self.image_size), dtype=bool)
         for path in record.mask_paths:
-            with Image.open(os.path.join(self.mask_root or "", path)) as m:
-                fg |= np.asarray(m.convert("L").resize(size, Image.NEAREST)) > 127
+            fg |= read_mask(os.path.join(root, path), self.image_size)
         mask = fg.astype(np.uint8)
         if record.ignore_path:
-            with Image.open(os.path.join(self.mask_root or "", record.ignore_path)) as m:
-                ignore = np.asarray(m.convert("L").resize(size, Image.NEAREST)) > 127
-            mask[ignore & ~fg] = IGNORE
+            mask[read_mask(os.path.join(root, record.ignore_path), self.image_size) & ~fg] = IGNORE
         return mask
 
     def use_image_cache(self, folder: str) -> ImageCache:
         """Keep decoded eval-size images in ``folder`` (see :mod:`wsol.data.cache`), keyed by the records
         (ids, labels and boxes: a generated set with another seed gets another key)."""
         identity = {
+            "layout": 2,  # the sizes file holds decoded sizes
             "name": self.name,
             "root": os.path.abspath(self.image_root),
             "size": self.image_size,
@@ -179,24 +207,27 @@ class WsolDataset(Dataset):
         return self.image_cache
 
     def _eval_image(self, index: int, record: Record) -> tuple[np.ndarray, tuple[int, int]]:
-        """The record's image at eval size, ``uint8 [S, S, 3]``, and its original ``(width, height)``."""
+        """The record's image at eval size, ``uint8 [S, S, 3]``, and its decoded ``(width, height)``."""
         cached = self.image_cache.get(index) if self.image_cache is not None else None
         if cached is not None:
             return cached
         image = self.load_image(record)
-        size = record.size or image.size
         resized = np.asarray(image.resize((self.image_size, self.image_size), Image.BILINEAR)).copy()
         if self.image_cache is not None:
-            self.image_cache.put(index, resized, size)
-        return resized, size
+            self.image_cache.put(index, resized, image.size)
+        return resized, image.size
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         try:
-            resized, size = self._eval_image(index, record)
             mask = self.load_mask(record)
+        except UnreadableMask:
+            return {"id": record.image_id, "skip": "unreadable_mask"}
+        try:
+            resized, decoded = self._eval_image(index, record)
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             return {"id": record.image_id, "skip": "unreadable_image"}
+        size = record.size or decoded  # the metadata's size wins, as in the reference; a mismatch is counted
         return {
             "id": record.image_id,
             "image": torch.from_numpy(resized).permute(2, 0, 1),
@@ -204,7 +235,24 @@ class WsolDataset(Dataset):
             "boxes": torch.from_numpy(rescale_boxes(record.boxes, size, self.image_size)),
             "mask": None if mask is None else torch.from_numpy(mask),
             "size": size,
+            "size_mismatch": tuple(size) != tuple(decoded),
         }
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: grayscale, palette, CMYK and RGBA are converted; 16-bit (and 32-bit integer)
+    grayscale is scaled to 8 bits (``round(v / 257)``, clipped to [0, 255]) instead of PIL's clipping, which
+    turns most 16-bit images white; palette images with transparency go through RGBA, which gives the same RGB
+    without PIL's warning."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
 
 
 def collate(samples: list[dict]) -> Batch:
@@ -227,6 +275,7 @@ def collate(samples: list[dict]) -> Batch:
         ids=[s["id"] for s in samples],
         sizes=torch.tensor([list(s["size"]) for s in samples], dtype=torch.int64).reshape(-1, 2),
         skipped=skipped,
+        size_mismatch=[s["id"] for s in samples if s.get("size_mismatch")],
     )
 
 

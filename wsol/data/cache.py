@@ -1,7 +1,7 @@
 """A cache of decoded eval-size images, so a sweep decodes and resizes each image once.
 
-Rows of a memory-mapped ``uint8 [N, S, S, 3]`` file are filled on first read, with the original
-``(width, height)`` beside them and a flag written after the row: a killed run leaves unflagged
+Rows of a memory-mapped ``uint8 [N, S, S, 3]`` file are filled on first read, with the decoded
+image's ``(width, height)`` beside them and a flag written after the row: a killed run leaves unflagged
 rows, which are decoded again. Each process (DataLoader workers included) opens the maps itself.
 The key covers the dataset's name, image folder, eval size and records (ids, labels, boxes); delete
 the folder after changing image files in place.

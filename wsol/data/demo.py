@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import DATASETS
-from .base import Record, WsolDataset
+from .base import Record, WsolDataset, resize_mask
 
 __all__ = ["DEMO_OBJECTS", "DemoDataset", "build_demo"]
 
@@ -157,8 +157,7 @@ class DemoDataset(WsolDataset):
         return Image.fromarray(self.render(record)[0])
 
     def load_mask(self, record: Record) -> np.ndarray:
-        mask = Image.fromarray(self.render(record)[1].astype(np.uint8) * 255)
-        return (np.asarray(mask.resize((self.image_size,) * 2, Image.NEAREST)) > 127).astype(np.uint8)
+        return resize_mask(self.render(record)[1], self.image_size).astype(np.uint8)
 
 
 @DATASETS.register("demo")

@@ -4,8 +4,10 @@ As wsolevaluation computes it (Choe et al., CVPR 2020, §4): scores of foregroun
 background (mask 0) pixels are histogrammed into the bins ``[0, bw), [bw, 2bw), …, [1 - bw, 1),
 [1, 2), [2, 3]`` (``bw`` the curve interval) and accumulated over the dataset; ignore pixels
 (255) count in neither. TP and FP are reverse cumulative sums, precision = TP / (TP + FP),
-recall = TP / #fg, and PxAP = 100 · Σ precision[1:] · diff(recall). The two top bins are empty for
-maps in [0, 1] but for exact 1s, so precision[0] (0/0) is never used.
+recall = TP / #fg, and PxAP = 100 · Σ precision[1:] · diff(recall) over the curve points where
+TP + FP ≠ 0: precision is 0/0 at the top bins until the first scored pixel, and the reference drops
+those points (``non_zero_indices`` in ``MaskEvaluator.compute``). They are not always the empty
+bins above 1: when every top-scoring pixel lies in an ignore region, the [1, 2) bin is empty too.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class PxAPAccumulator:
         self.bg_hist += other.bg_hist
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(precision, recall)`` from the highest bin down."""
+        """``(precision, recall)`` from the highest bin down; precision is NaN where TP + FP = 0."""
         tp = self.fg_hist[::-1].cumsum()
         fp = self.bg_hist[::-1].cumsum()
         n_fg = self.fg_hist.sum()
@@ -46,6 +48,7 @@ class PxAPAccumulator:
         return precision, tp / n_fg
 
     def compute(self) -> float:
-        """PxAP in percent."""
+        """PxAP in percent, over the curve points where precision is defined (TP + FP ≠ 0)."""
         precision, recall = self.curve()
-        return float(100.0 * (precision[1:] * np.diff(recall)).sum())
+        defined = ~np.isnan(precision[1:])
+        return float(100.0 * (precision[1:] * np.diff(recall))[defined].sum())
