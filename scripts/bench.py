@@ -160,8 +160,19 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--box-maps", type=int, default=None, help="maps for the box-stage rows (default: batch)")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows")
     parser.add_argument("--tiny", action="store_true", help="resnet18, batch 4, 64², 10 thresholds, 1 iteration")
+    parser.add_argument("--vs-peers", action="store_true",
+                        help="whole-process runs against pytorch-grad-cam + the reference evaluator, start-up phases "
+                             "and data loading alone, instead of the stage tables (scripts/bench_peers.py)")
+    parser.add_argument("--images", default="64,1000", help="--vs-peers: image counts")
+    parser.add_argument("--wsoleval", default=None, help="--vs-peers: a clovaai/wsolevaluation checkout")
+    parser.add_argument("--repeats", type=int, default=2, help="--vs-peers: timed runs of each process")
+    parser.add_argument("--workers", default="auto", help="--vs-peers: DataLoader workers of both pipelines")
+    parser.add_argument("--startup-before", default=None, metavar="COMMIT",
+                        help="--vs-peers: also profile the start-up of this git commit (a temporary worktree)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(__file__)), "results", "bench"))
     args = parser.parse_args(argv)
+    if args.vs_peers:
+        return whole_process(args)
     if args.tiny:
         args.model, args.batch, args.size, args.iters, args.warmup, args.thresholds = "resnet18", 4, 64, 1, 1, 10
         args.compile = False  # minutes of compilation on a CPU
@@ -261,6 +272,76 @@ def main(argv: list[str] | None = None) -> str:
     text += "\n" + table(box_rows, baseline[0], box_header, "maps/s", "× findContours")
     tag = "cuda" if device.type == "cuda" else "cpu"
     path = os.path.join(args.out, f"{tag}_{args.model}_b{n}_{args.size}.md")
+    atomic_write_text(path, text)
+    print(text)
+    print(f"written to {path}")
+    return path
+
+
+def _startup_in(tree: str, folder: str) -> dict[str, float]:
+    """The start-up phases of the wsol in ``tree`` (:data:`bench_peers.STARTUP_PROBE`), in a fresh process; run
+    twice, the second measured: it finds whatever the first left in its caches (compiled kernels)."""
+    import subprocess
+
+    import bench_peers
+
+    for attempt in range(2):
+        stats, run_dir = os.path.join(folder, f"profile{attempt}"), os.path.join(folder, f"run{attempt}")
+        proc = subprocess.run([sys.executable, "-c", bench_peers.STARTUP_PROBE, stats, run_dir], cwd=tree,
+                              env={**os.environ, "PYTHONPATH": tree}, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0 or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+            raise RuntimeError(f"the start-up probe failed in {tree}:\n{proc.stderr[-3000:]}")
+    return bench_peers.startup_phases(stats, float(proc.stdout.strip().splitlines()[-1]))
+
+
+def whole_process(args) -> str:
+    """``--vs-peers``: the start-up phases (before / after), the whole-process comparison, the loader alone."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import bench_peers
+
+    from wsol.pipeline import resolve_workers
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workers = resolve_workers(args.workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    sections = [
+        f"# wsol vs the pipeline users would otherwise run ({platform.processor() or 'cpu'}, {cores} cores)\n\n"
+        f"`python scripts/bench.py --vs-peers --images {args.images}`; torch {torch.__version__}. "
+        + bench_peers.__doc__.split("\n\n", 1)[1].replace("\n", " ").strip() + "\n"
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        after = _startup_in(repo, os.path.join(folder, "after"))
+        before = None
+        if args.startup_before:
+            tree = os.path.join(folder, "before")
+            subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", tree, args.startup_before],
+                           check=True, capture_output=True)
+            try:
+                before = _startup_in(tree, os.path.join(folder, "before-runs"))
+            finally:
+                subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", tree], capture_output=True)
+                shutil.rmtree(tree, ignore_errors=True)
+    lines = [
+        "## Start-up to the first batch, by phase", "",
+        "`python -m wsol.run limit=8 batch_size=8 cache_dir=null` (the offline default: EfficientNet-Lite0, demo, "
+        "Grad-CAM) under cProfile from the interpreter's first import, the second of two fresh processes; "
+        "cumulative seconds per phase (profiling inflates them). The box sweep of the first batch includes "
+        "loading (or compiling) the box kernels.", "",
+        f"| phase | {'before (' + args.startup_before + ') s | ' if before else ''}now s |",
+        f"| --- | {'---: | ' if before else ''}---: |",
+    ]
+    for label in ["whole process, profiled", "imports (before main)", *bench_peers.STARTUP_PHASES.values()]:
+        cells = ([f"{before.get(label, 0.0):.2f}"] if before else []) + [f"{after.get(label, 0.0):.2f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    sections.append("\n".join(lines) + "\n")
+    counts = [int(v) for v in args.images.split(",")]
+    sections.append(bench_peers.vs_peers(counts, args.wsoleval, 32, args.repeats, workers))
+    sections.append(bench_peers.loader_rates(256, sorted({0, 1, 2, max(1, cores - 1), cores}), 32))
+    text = "\n".join(sections)
+    path = os.path.join(args.out, "cpu_vs_peers.md")
     atomic_write_text(path, text)
     print(text)
     print(f"written to {path}")

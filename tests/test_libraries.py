@@ -105,3 +105,25 @@ def test_pearson_edge_cases():
     flat, ramp = np.zeros((1, 4)), np.arange(4.0)[None]
     assert cl.pearson(flat, flat).tolist() == [1.0] and cl.pearson(flat, ramp).tolist() == [0.0]
     assert cl.pearson(ramp, 3 * ramp + 1) == pytest.approx([1.0]) and cl.pearson(ramp, -ramp) == pytest.approx([-1.0])
+
+
+def test_before_resize_reproduces_pytorch_grad_cams_map_postprocessing():
+    """``localize.normalize=before_resize localize.resize=bilinear`` gives pytorch-grad-cam's own post-processing
+    of a map (``scale_cam_image``: min-max with +1e-7 at feature resolution, then ``cv2.resize``) to float32
+    rounding, and the same uint8 quantisation; the default (resize, then min-max) differs."""
+    import numpy as np
+    import torch
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    from wsol.localize import eval_maps, quantize
+
+    rng = np.random.default_rng(0)
+    maps = np.maximum(rng.normal(size=(6, 7, 7)), 0).astype(np.float32) * 1e-3  # small values, as random nets give
+    maps[5] = 0  # a flat map
+    theirs = scale_cam_image(maps, (224, 224))
+    ours, flat = eval_maps(torch.from_numpy(maps), 224, "bilinear", "before_resize")
+    assert np.abs(ours.numpy() - theirs).max() <= 2.5e-7 and flat.tolist() == [False] * 5 + [True]
+    same = quantize(ours).numpy() == (theirs * 255).astype(np.uint8)
+    assert same.mean() > 0.9999
+    default, _ = eval_maps(torch.from_numpy(maps), 224, "bilinear")
+    assert not np.array_equal(quantize(default).numpy(), (theirs * 255).astype(np.uint8))

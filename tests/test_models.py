@@ -49,6 +49,9 @@ def test_checkpoint_with_num_classes(tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, path)
     model = build_model("resnet18", checkpoint=str(path), num_classes=7)
     assert model.num_classes == 7 and model.mean == (0.485, 0.456, 0.406)
+    tensors = [*model.module.parameters(), *model.module.buffers()]  # built on the meta device, then assigned
+    assert all(t.device.type == "cpu" for t in tensors)
+    assert torch.equal(model.module.fc.weight, net.fc.weight)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model.module(x), net.eval()(x))

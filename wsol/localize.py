@@ -29,6 +29,8 @@ from .errors import WsolError
 __all__ = [
     "upsample",
     "minmax_normalize",
+    "eval_maps",
+    "NORMALIZE_ORDERS",
     "quantize",
     "sweep_thresholds",
     "threshold_levels",
@@ -66,6 +68,29 @@ def minmax_normalize(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     out = (maps - lo[:, None, None]) / safe_span[:, None, None]
     out = torch.where(flat[:, None, None], torch.zeros_like(out), out)
     return out.clamp(0, 1), flat
+
+
+NORMALIZE_ORDERS = ("after_resize", "before_resize")
+
+
+def eval_maps(
+    maps: torch.Tensor, size: int, resize: str = "bicubic", normalize: str = "after_resize"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maps ``[B, h, w]`` at the eval size in ``[0, 1]``, and which were flat ``[B]``.
+
+    ``after_resize`` (wsolevaluation's ``inference.py``): upsample, then min-max (:func:`minmax_normalize`).
+    ``before_resize`` (pytorch-grad-cam's ``scale_cam_image``): ``(M − min) / (max − min + 1e-7)`` at the map's
+    own resolution, then upsample (its ``cv2.resize`` is bilinear), with no second min-max: the peak of the
+    upsampled map is then a little below 1.
+    """
+    if normalize == "after_resize":
+        return minmax_normalize(upsample(maps, size, resize))
+    if normalize != "before_resize":
+        raise WsolError(f"localize.normalize must be one of {', '.join(NORMALIZE_ORDERS)}, got {normalize!r}")
+    lo, hi = maps.amin((1, 2), keepdim=True), maps.amax((1, 2), keepdim=True)
+    flat = (~torch.isfinite(hi - lo) | (hi - lo <= 0)).flatten()
+    scaled = torch.where(flat[:, None, None], torch.zeros_like(maps), (maps - lo) / (hi - lo + 1e-7))
+    return upsample(scaled, size, resize).clamp(0, 1), flat
 
 
 def quantize(maps: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import urllib.error
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -30,8 +31,13 @@ class LoadedModel:
     module: nn.Module
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    categories: list[str] | None
     num_classes: int
+    category_names: Callable[[], list[str] | None] = field(default=lambda: None, repr=False)
+
+    @property
+    def categories(self) -> list[str] | None:
+        """The class names, looked up when asked for (for the offline model that imports torchvision's metadata)."""
+        return self.category_names()
 
 
 def list_model_names() -> list[str]:
@@ -107,7 +113,20 @@ def _load_checkpoint(module: nn.Module, path: str) -> None:
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}), {len(wrong_shape)} of another shape "
             f"(e.g. {wrong_shape[:2]}); check model.name and model.num_classes"
         )
-    module.load_state_dict(state)
+    module.load_state_dict(state, assign=True)  # on a module built on the meta device: no copy, no init
+
+
+def _from_checkpoint(build: Callable[[], nn.Module], path: str) -> nn.Module:
+    """``build()`` on the meta device (no random initialisation: seconds for VGG-sized models) with the
+    checkpoint's tensors assigned; an architecture with tensors no checkpoint holds (non-persistent buffers)
+    is built for real instead."""
+    with torch.device("meta"):
+        module = build()
+    _load_checkpoint(module, path)
+    if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
+        module = build()
+        _load_checkpoint(module, path)
+    return module
 
 
 def _torchvision_model(name: str, weights: str | None, num_classes: int | None) -> tuple[nn.Module, object]:
@@ -161,20 +180,20 @@ def build_model(
     Raises:
         WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit.
     """
-    categories: list[str] | None = None
+    names: list[str] | None = None
+    lookup: Callable[[], list[str]] | None = None  # names looked up when asked for
     if name == "efficientnet_lite0":
         if checkpoint:
             raise WsolError("efficientnet_lite0 ships its own weights; model.checkpoint is not supported for it")
-        module, categories = _efficientnet_lite0(), imagenet_categories()
+        module, lookup = _efficientnet_lite0(), imagenet_categories
     elif name.startswith(_TOKEN_MODELS):
         raise WsolError(f"{name}: transformer token maps are not supported yet; choose a CNN (resnet50, vgg16…)")
     elif checkpoint:
-        module, _ = _torchvision_model(name, None, num_classes)
-        _load_checkpoint(module, checkpoint)
+        module = _from_checkpoint(lambda: _torchvision_model(name, None, num_classes)[0], checkpoint)
     else:
         module, weights_enum = _torchvision_model(name, weights, num_classes)
         if weights_enum is not None:
-            categories = list(weights_enum.meta.get("categories") or []) or None
+            names = list(weights_enum.meta.get("categories") or []) or None
             transform = weights_enum.transforms()
             mean, std = mean or tuple(transform.mean), std or tuple(transform.std)
     module.eval()
@@ -184,8 +203,8 @@ def build_model(
         module=module,
         mean=tuple(mean or IMAGENET_MEAN),
         std=tuple(std or IMAGENET_STD),
-        categories=categories,
         num_classes=out_features,
+        category_names=lookup or (lambda: names),
     )
 
 
@@ -210,7 +229,8 @@ def default_layer(module: nn.Module, input_size: int = 224) -> str:
     """The default target layer: the last module to finish with a spatial ``(B, C, H, W)`` output.
 
     Pooling layers (and containers ending in one) are passed over, so VGG gets its last ReLU
-    (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``.
+    (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``. Found by
+    one forward of a zero image on the module's own device (move the model first: on a GPU it is instant).
     """
     finished: list[str] = []
     names = {m: n for n, m in module.named_modules() if n}
@@ -224,7 +244,8 @@ def default_layer(module: nn.Module, input_size: int = 224) -> str:
         with torch.no_grad():
             was_training = module.training
             module.eval()
-            module(torch.zeros(1, 3, input_size, input_size))
+            device = next(module.parameters(), torch.zeros(())).device
+            module(torch.zeros(1, 3, input_size, input_size, device=device))
             module.train(was_training)
     finally:
         for h in handles:

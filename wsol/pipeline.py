@@ -8,6 +8,7 @@ with exactly the numbers of one uninterrupted run. :mod:`wsol.run` wraps this fo
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import logging
@@ -26,7 +27,7 @@ from .cams.from_files import load_maps, save_maps
 from .data import build_dataset, collate
 from .data.base import Batch
 from .errors import WsolError
-from .localize import minmax_normalize, quantize, sweep_thresholds, upsample
+from .localize import eval_maps, quantize, sweep_thresholds
 from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
 from .models import build_model, compile_around, default_layer
 from .progress import Progress
@@ -40,6 +41,7 @@ __all__ = [
     "finalize",
     "merge_shards",
     "resolve_device",
+    "resolve_workers",
     "run_fingerprint",
 ]
 
@@ -94,6 +96,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_workers(value: int | str) -> int:
+    """DataLoader workers: ``auto`` = the cores this process may use, less one for the main loop; else ``value``."""
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(0, cores - 1)
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        workers = -1
+    if workers < 0:
+        raise WsolError(f"num_workers must be auto or a number ≥ 0, got {value!r}")
+    return workers
+
+
 def thresholds_from_config(localize: dict) -> np.ndarray:
     """``[T]`` thresholds: the sweep ``arange(0, 1, interval)`` or the one fixed threshold."""
     mode = localize.get("mode", "sweep")
@@ -107,8 +123,10 @@ def thresholds_from_config(localize: dict) -> np.ndarray:
     raise WsolError(f"localize.mode must be sweep or fixed, got {mode!r}")
 
 
+@functools.cache
 def _source_hash(*patterns: str) -> str:
-    """Hash of wsol's source files matching ``patterns`` (relative to the package), and its version."""
+    """Hash of wsol's source files matching ``patterns`` (relative to the package), and its version; read once
+    per process (the code a process runs does not change under it)."""
     root = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256(__version__.encode())
     for path in sorted(p for pattern in patterns for p in glob.glob(os.path.join(root, pattern), recursive=True)):
@@ -138,15 +156,15 @@ class _ModelScorer:
             checkpoint=model_cfg.get("checkpoint"),
             num_classes=model_cfg.get("num_classes"),
         )
-        layers = model_cfg.get("layer") or default_layer(self.model.module)
-        layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
-        self.layer = "+".join(layers)  # display name: layers joined by +
         speed = cfg.get("speed") or {}
         self.precision = str(speed.get("precision", "fp32"))
         if self.precision not in PRECISIONS:
             raise WsolError(f"speed.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         self.channels_last = bool(speed.get("channels_last", False))
         self.model.module.to(device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        layers = model_cfg.get("layer") or default_layer(self.model.module)  # probed on the device
+        layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
+        self.layer = "+".join(layers)  # display name: layers joined by +
         kwargs = {k: v for k, v in method_cfg.items() if k != "name"}
         kwargs.update(fusion=model_cfg.get("fusion") or "mean", seed=int(cfg.get("seed", 0)))
         self.method = build_method(method_cfg["name"], self.model.module, layers, **kwargs)
@@ -212,13 +230,13 @@ class _FileScorer:
         return _Scores([m.to(self.device) for m in maps if m is not None]), reasons
 
 
-def _eval_maps(scores: _Scores, size: int, resize: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Upsample each map to ``size`` and min-max normalise: ``([B, S, S] in [0, 1], flat [B])``."""
+def _eval_maps(scores: _Scores, size: int, localize: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each map at ``size`` in ``[0, 1]`` (:func:`~wsol.localize.eval_maps`): ``([B, S, S], flat [B])``."""
+    resize, normalize = localize.get("resize", "bicubic"), localize.get("normalize", "after_resize")
     if isinstance(scores.maps, torch.Tensor):
-        maps = upsample(scores.maps, size, resize)
-    else:
-        maps = torch.stack([upsample(m[None], size, resize)[0] for m in scores.maps])
-    return minmax_normalize(maps)
+        return eval_maps(scores.maps, size, resize, normalize)
+    parts = [eval_maps(m[None], size, resize, normalize) for m in scores.maps]  # maps of mixed sizes
+    return torch.cat([m for m, _ in parts]), torch.cat([f for _, f in parts])
 
 
 def _shard_range(num_batches: int, shard: dict | None) -> range:
@@ -254,6 +272,7 @@ class Evaluation:
         self.thresholds = thresholds_from_config(self.loc_cfg)
         self.image_size = int(cfg["dataset"].get("image_size", 224))
         self.batch_size = int(cfg.get("batch_size", 32))
+        self.workers = resolve_workers(cfg.get("num_workers", "auto"))
         self.maps_dir = cfg.get("maps_dir") if cfg.get("save_maps") else None
         if cfg.get("save_maps") and not self.maps_dir:
             raise WsolError("save_maps=true needs maps_dir=/path/to/folder")
@@ -308,7 +327,7 @@ class Evaluation:
             if image_id not in maps:
                 continue
             scores = _Scores(maps[image_id][None].to(self.device))
-            eval_map = _eval_maps(scores, self.image_size, self.loc_cfg.get("resize", "bicubic"))[0][0]
+            eval_map = _eval_maps(scores, self.image_size, self.loc_cfg)[0][0]
             boxes = batch.boxes[j][batch.box_valid[j]].numpy()
             out[image_id] = (batch.images[j].permute(1, 2, 0).numpy(), eval_map.cpu().numpy(), boxes)
         return out
@@ -317,7 +336,7 @@ class Evaluation:
         return DataLoader(
             self.dataset,
             batch_sampler=[self.batches[i] for i in batch_indices],
-            num_workers=int(self.cfg.get("num_workers", 0)),
+            num_workers=self.workers,
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",
         )
@@ -347,7 +366,7 @@ class Evaluation:
         result.skipped += [(i, r) for i, r in zip(batch.ids, reasons, strict=True) if r is not None]
         if not keep.any():
             return result
-        maps, flat = _eval_maps(scores, self.image_size, self.loc_cfg.get("resize", "bicubic"))
+        maps, flat = _eval_maps(scores, self.image_size, self.loc_cfg)
         labels = batch.labels[keep].to(maps.device)
         top1 = top5 = None
         if scores.top5 is not None:

@@ -1,0 +1,105 @@
+"""Start-up: the box engine's compiled kernels are cached on disk and reused by the next process, also for a
+package installed where it cannot write; an edited kernel file or another CPU is compiled again, never served
+from a stale cache. Checked by numba's own cache counters, not by timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+PROBE = """
+import hashlib, json
+import numpy as np
+from wsol.box_sweep import sweep_boxes, _kernel
+rng = np.random.default_rng(0)
+maps = (rng.random((3, 40, 48)) * 255).astype(np.uint8)
+levels = np.tile(np.arange(0, 255, 5), (3, 1))
+gt = np.array([[[1, 1, 10, 10]], [[3, 3, 20, 20]], [[0, 0, 47, 39]]])
+out = sweep_boxes(maps, levels, gt, np.ones((3, 1), bool), "contours")
+digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (out.iou_largest, out.iou_all, out.box)))
+kernel = _kernel()
+print(json.dumps({"hits": sum(kernel.stats.cache_hits.values()), "misses": sum(kernel.stats.cache_misses.values()),
+                  "digest": digest.hexdigest(), "file": __import__("wsol").__file__}))
+"""
+
+
+def _probe(site: str, cache_home: str, **env: str) -> dict:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    environ.update(PYTHONPATH=site, XDG_CACHE_HOME=cache_home, **env)
+    proc = subprocess.run(  # run from the cache folder, so that the checkout's own wsol is not on the path
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=environ, cwd=cache_home, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_second_process_loads_the_kernels_from_the_user_cache_of_a_read_only_install(tmp_path):
+    """wsol copied as an installed package whose folder cannot take a ``__pycache__`` (a file of that name stands
+    in for a read-only site-packages, which root could still write): numba falls back to the user's cache
+    directory, and the second process compiles nothing."""
+    site = tmp_path / "site"
+    shutil.copytree(os.path.join(REPO, "wsol"), site / "wsol", ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "wsol" / "__pycache__").write_text("not a folder: nothing can be cached beside the package\n")
+    cache_home = tmp_path / "user-cache"
+    cache_home.mkdir()
+    first = _probe(str(site), str(cache_home))
+    assert first["file"] == str(site / "wsol" / "__init__.py")
+    assert first["misses"] == 1 and first["hits"] == 0  # compiled once
+    assert list((cache_home / "numba").rglob("box_kernels.kernel-*.nbi"))  # written to the user's cache
+    second = _probe(str(site), str(cache_home))
+    assert second["misses"] == 0 and second["hits"] == 1  # loaded, not compiled
+    assert second["digest"] == first["digest"]
+    # another CPU (numba's CPU name is part of the cache key): compiled again, same results
+    foreign = _probe(str(site), str(cache_home), NUMBA_CPU_NAME="generic")
+    assert foreign["misses"] == 1 and foreign["hits"] == 0 and foreign["digest"] == first["digest"]
+    # an edited kernel file: its content hash no longer matches, so the cache is not used
+    kernels = site / "wsol" / "box_kernels.py"
+    kernels.write_text(kernels.read_text() + "\n# edited\n")
+    edited = _probe(str(site), str(cache_home))
+    assert edited["misses"] == 1 and edited["hits"] == 0 and edited["digest"] == first["digest"]
+
+
+def test_num_workers_auto_leaves_one_core_for_the_main_loop(monkeypatch):
+    from wsol.errors import WsolError
+    from wsol.pipeline import resolve_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    assert resolve_workers("auto") == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {5}, raising=False)
+    assert resolve_workers("auto") == 0  # one core: load in the main process
+    assert resolve_workers(2) == 2 and resolve_workers("0") == 0
+    for bad in (-1, "many"):
+        with pytest.raises(WsolError, match="num_workers must be auto or a number"):
+            resolve_workers(bad)
+
+
+@pytest.mark.slow
+def test_whole_process_bench_runs_wsol_on_the_split_it_writes(tmp_path):
+    """``bench.py --vs-peers`` pieces: the split it writes is read back by wsol's loader with the demo's boxes, a
+    whole-process row is measured (the peer row needs a wsolevaluation checkout: skipped with one line), and
+    the start-up probe profiles a fresh process phase by phase."""
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import bench
+    import bench_peers
+
+    from wsol.data import build_dataset
+    from wsol.data.demo import DemoDataset
+
+    root, metadata = bench_peers.write_split(str(tmp_path / "split"), 6)
+    written = build_dataset("wsoleval", root=root, metadata_root=metadata)
+    demo = DemoDataset(num_images=6)
+    assert [r.boxes.tolist() for r in written.records] == [r.boxes.tolist() for r in demo.records]
+    assert [r.size for r in written.records] == [r.size for r in demo.records]
+    table = bench_peers.vs_peers([6], None, 4, 1, 0)
+    row = table.strip().splitlines()[-1].split("|")
+    assert row[1].strip() == "6" and float(row[2]) > 0 and "not measured" in table
+    phases = bench._startup_in(REPO, str(tmp_path / "probe"))
+    assert phases["whole process, profiled"] > phases["everything after the imports (main)"] > phases["model build"] > 0
+    assert phases["box sweep (every batch; the first one loads the kernels)"] > 0
