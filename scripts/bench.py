@@ -34,10 +34,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wsol.cams import build_method  # noqa: E402
 from wsol.cams.core import capture_activations, eval_mode, target_scores  # noqa: E402
-from wsol.localize import minmax_normalize, quantize, upsample  # noqa: E402
-from wsol.metrics import BoxAccumulator  # noqa: E402
+from wsol.io import atomic_write_text  # noqa: E402
+from wsol.localize import localize  # noqa: E402
+from wsol.maps import eval_maps, quantize  # noqa: E402
+from wsol.metrics import BoxAccumulator, topk_correct  # noqa: E402
 from wsol.models import build_model, compile_around, default_layer  # noqa: E402
-from wsol.report.writer import atomic_write_text  # noqa: E402
 
 DEFAULT_METHODS = "cam,gradcam,gradcampp,xgradcam,layercam,eigencam"
 
@@ -74,24 +75,29 @@ def forward_backward(model: torch.nn.Module, layer: torch.nn.Module, images: tor
         return torch.autograd.grad(target_scores(logits, labels).sum(), store["activations"])[0]
 
 
-def end_to_end(method, images, labels, thresholds, gt_boxes, backend) -> None:
-    """Maps → eval-size [0, 1] maps → uint8 → box sweep and counts, as the pipeline does per batch."""
-    out = method(images, labels)
-    maps, _ = minmax_normalize(upsample(out.maps, images.shape[-1]))
-    top5 = out.logits.topk(5, 1).indices
-    top1 = (top5[:, 0] == labels).cpu().numpy()
-    top5_hit = (top5 == labels[:, None]).any(1).cpu().numpy()
+def accumulate(acc: BoxAccumulator, maps_u8: np.ndarray, gt_boxes, rule: str, engine: str = "fast", top1=None,
+               top5=None) -> None:
+    """Stage 4 and the box metrics of stage 5 for one batch of uint8 maps."""
     valid = np.ones(gt_boxes.shape[:2], dtype=bool)
-    BoxAccumulator(thresholds, keep_records=False, backend=backend).update(
-        quantize(maps).cpu().numpy(), gt_boxes, valid, top1, top5_hit
-    )
+    sweep = localize(maps_u8, acc.thresholds, gt_boxes, valid, rule, engine)
+    acc.update(sweep, maps_u8.reshape(len(maps_u8), -1).max(1), gt_boxes, valid, top1, top5)
+
+
+def end_to_end(method, images, labels, thresholds, gt_boxes, backend) -> None:
+    """Maps → eval-size [0, 1] maps → uint8 → box sweep and counts, as the evaluation does per batch."""
+    out = method(images, labels)
+    maps, _ = eval_maps(out.maps, images.shape[-1])
+    top5 = out.logits.topk(5, 1).indices.cpu().numpy()
+    labels_np = labels.cpu().numpy()
+    accumulate(BoxAccumulator(thresholds), quantize(maps).cpu().numpy(), gt_boxes, backend, "fast",
+               topk_correct(top5, labels_np, 1), topk_correct(top5, labels_np, 5))
 
 
 def contours_per_threshold(maps_u8: np.ndarray, thresholds: np.ndarray, gt_boxes: np.ndarray) -> None:
     """The reference's procedure: for every map and threshold, cv2.threshold, findContours, boxes, IoU."""
     import cv2
 
-    from wsol.metrics.boxes import box_iou
+    from wsol.localize import box_iou
 
     for score_map, gt in zip(maps_u8, gt_boxes, strict=True):
         peak = int(score_map.max())
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--wsoleval", default=None, help="--vs-peers: a clovaai/wsolevaluation checkout")
     parser.add_argument("--repeats", type=int, default=2, help="--vs-peers: timed runs of each process")
     parser.add_argument("--workers", default="auto", help="--vs-peers: DataLoader workers of both pipelines")
+    parser.add_argument("--loop-images", type=int, default=256, help="images of the serial vs overlapped table")
     parser.add_argument("--startup-before", default=None, metavar="COMMIT",
                         help="--vs-peers: also profile the start-up of this git commit (a temporary worktree)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(__file__)), "results", "bench"))
@@ -229,11 +236,10 @@ def main(argv: list[str] | None = None) -> str:
             rows.append((f"wsol {name}: end to end, contours boxes, torch.compile", *timer(run, n)))
 
     count = args.box_maps or n
-    maps = minmax_normalize(upsample(build_method("gradcam", model, layer_name)(images, labels).maps, args.size))[0]
+    maps = eval_maps(build_method("gradcam", model, layer_name)(images, labels).maps, args.size)[0]
     maps_u8 = quantize(maps).cpu().numpy()[:count]
     maps_u8 = np.concatenate([maps_u8] * (-(-count // len(maps_u8))))[:count]
     boxes = np.concatenate([gt_boxes] * (-(-count // len(gt_boxes))))[:count]
-    valid = np.ones(boxes.shape[:2], dtype=bool)
     cpu = Timer(torch.device("cpu"), args.warmup, args.iters)
     box_rows: list[tuple[str, float, float | None]] = []
     baseline = cpu(lambda: contours_per_threshold(maps_u8, thresholds, boxes), count)
@@ -242,16 +248,14 @@ def main(argv: list[str] | None = None) -> str:
     numba.set_num_threads(1)  # per core
     for engine in ("fast", "reference"):
         for rule in ("cc", "contours"):
-            accumulate = BoxAccumulator(thresholds, keep_records=False, backend=rule, engine=engine)
-            rate = cpu(lambda a=accumulate: a.update(maps_u8, boxes, valid), count)
+            rate = cpu(lambda r=rule, e=engine: accumulate(BoxAccumulator(thresholds), maps_u8, boxes, r, e), count)
             box_rows.append((f"{engine} engine, {rule} regions, 1 thread", *rate))
     numba.set_num_threads(threads)
     for rule in ("cc", "contours"):
-        accumulate = BoxAccumulator(thresholds, keep_records=False, backend=rule)
-        rate = cpu(lambda a=accumulate: a.update(maps_u8, boxes, valid), count)
+        rate = cpu(lambda r=rule: accumulate(BoxAccumulator(thresholds), maps_u8, boxes, r), count)
         box_rows.append((f"fast engine, {rule} regions, {threads} threads", *rate))
-    fallbacks = BoxAccumulator(thresholds, keep_records=False, backend="contours")
-    fallbacks.update(maps_u8, boxes, valid)
+    fallbacks = BoxAccumulator(thresholds)
+    accumulate(fallbacks, maps_u8, boxes, "contours")
 
     name = (
         torch.cuda.get_device_name(device)
@@ -270,12 +274,65 @@ def main(argv: list[str] | None = None) -> str:
     )
     text = table(rows, fwd_bwd[0], header, "images/s", "× fwd+bwd")
     text += "\n" + table(box_rows, baseline[0], box_header, "maps/s", "× findContours")
+    if device.type == "cpu" or args.tiny:
+        text += "\n" + loop_table(8 if args.tiny else args.loop_images, 4 if args.tiny else 32, 1 if args.tiny else 2)
     tag = "cuda" if device.type == "cuda" else "cpu"
     path = os.path.join(args.out, f"{tag}_{args.model}_b{n}_{args.size}.md")
     atomic_write_text(path, text)
     print(text)
     print(f"written to {path}")
     return path
+
+
+def loop_table(images: int, batch: int, repeats: int, model: str = "resnet18") -> str:
+    """The evaluation loop on the same batches, serial and overlapped, with the cores split between scoring
+    (torch's threads) and the box stage (numba's): end-to-end images per second of the loop, best of
+    ``repeats``, and whether every metric is identical."""
+    import tempfile
+
+    import bench_peers
+
+    from wsol.config import compose_config
+    from wsol.evaluate import evaluate
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    splits = list(dict.fromkeys([(cores, None), (cores, 1), (max(1, cores - 1), 1), (1, 1)]))
+    rows, reference = [], None
+    with tempfile.TemporaryDirectory() as folder:
+        root, metadata = bench_peers.write_split(folder, images)
+        base = [
+            "dataset=wsoleval", f"dataset.root={root}", f"dataset.metadata_root={metadata}", f"model={model}",
+            "model.weights=null", "model.layer=layer4", "method=gradcampp", "protocol=wsoleval_v2",
+            f"batch_size={batch}", "cache_dir=null", "progress=false", "device=cpu",
+        ]
+        threads = torch.get_num_threads()
+        for torch_threads, box_threads in splits:
+            for overlap in (False, True):
+                torch.set_num_threads(torch_threads)
+                cfg = compose_config([*base, f"speed.overlap={overlap}", f"speed.box_threads={box_threads or 'null'}"])
+                results = [evaluate(cfg) for _ in range(repeats)]
+                seconds = min(r.info["seconds"] for r in results)
+                reference = reference or results[0].metrics
+                same = all(r.metrics == reference for r in results)
+                label = f"{'overlapped' if overlap else 'serial'}, scoring {torch_threads} thread(s), boxes " + (
+                    f"{box_threads} thread(s)" if box_threads else "every core")
+                rows.append((label, images / seconds, same))
+                print(f"| {label} | {images / seconds:.1f} | {same} |", flush=True)
+        torch.set_num_threads(threads)
+    serial = {label.split(", ", 1)[1]: rate for label, rate, _ in rows if label.startswith("serial")}
+    lines = [
+        "## The loop: serial vs overlapped", "",
+        f"{images} demo photographs written as JPEG files, {model} (random weights) Grad-CAM++ at `layer4`, "
+        f"`protocol=wsoleval_v2` (1,000 thresholds, contours), batch {batch}, DataLoader workers `auto`; the "
+        f"evaluation loop's images per second (`info.seconds`: loading, scoring, maps, boxes, metrics), best of "
+        f"{repeats}. Overlapped: batch i is localized and accumulated on a thread while batch i + 1 is scored. "
+        "Same metrics: every run's metrics equal the first run's, bit for bit.", "",
+        "| loop | images/s | × serial, same split | same metrics |", "| :--- | ---: | ---: | :---: |",
+    ]
+    for label, rate, same in rows:
+        ratio = rate / serial[label.split(", ", 1)[1]]
+        lines.append(f"| {label} | {rate:,.1f} | {ratio:.2f} | {'yes' if same else 'NO'} |")
+    return "\n".join(lines) + "\n"
 
 
 def _startup_in(tree: str, folder: str) -> dict[str, float]:
@@ -302,7 +359,7 @@ def whole_process(args) -> str:
 
     import bench_peers
 
-    from wsol.pipeline import resolve_workers
+    from wsol.evaluate import resolve_workers
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workers = resolve_workers(args.workers)

@@ -214,14 +214,15 @@ STARTUP_PHASES = {  # (file suffix, function name) → label, in the order they 
     ("wsol/models.py", "default_layer"): "default-layer probe",
     ("wsol/data/__init__.py", "build_dataset"): "dataset scan",
     ("torch/utils/data/dataloader.py", "__next__"): "data loading (every batch)",
-    ("wsol/box_sweep.py", "sweep_boxes"): "box sweep (every batch; the first one loads the kernels)",
+    ("wsol/localize/sweep.py", "sweep_boxes"): "box sweep (every batch; the first one loads the kernels)",
 }
 
 # a fresh interpreter profiles itself from its first import on: python -c STARTUP_PROBE <stats file> <run dir>
 STARTUP_PROBE = """
 import cProfile, runpy, sys, time
 stats, run_dir = sys.argv[1:3]
-sys.argv = ["wsol.run", "limit=8", "batch_size=8", "progress=false", "cache_dir=null", "hydra.run.dir=" + run_dir]
+sys.argv = ["wsol.run", "limit=8", "batch_size=8", "progress=false", "cache_dir=null", "++speed.overlap=false",
+            "hydra.run.dir=" + run_dir]  # serial: cProfile sees the main thread only
 profiler = cProfile.Profile()
 start = time.perf_counter()
 profiler.enable()

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from wsol.cams import build_method  # noqa: E402
 from wsol.cams.core import capture_activations, eval_mode, target_scores  # noqa: E402
 from wsol.cams.perturb import activation_masks, replace_output  # noqa: E402
-from wsol.report.writer import atomic_write_text  # noqa: E402
+from wsol.io import atomic_write_text  # noqa: E402
 
 PGC, TORCHCAM = "pytorch-grad-cam", "torchcam"
 

@@ -12,19 +12,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wsol.models import list_model_names  # noqa: E402
 
-TEMPLATE = """# torchvision {name}: python -m wsol.run model={name} [model.layer=...]
+TEMPLATE = """# torchvision {name}: python -m wsol.run model={name} [model.layer=...]; keys and defaults: ModelConfig in
+# wsol/config.py (weights: DEFAULT, checkpoint, num_classes, layer, fusion)
 name: {name}
-weights: DEFAULT      # torchvision weights enum name; null for random init
-checkpoint: null      # local state_dict (fine-tuned); with num_classes
-num_classes: null
-layer: null           # dotted module name, or a list [a, b] fused by `fusion`; null = the default target layer
-fusion: mean          # several layers: mean | max (of min-max maps) | layercam (max of tanh(2 M / max M))
 """
 
 
 def main() -> None:
     conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "model")
     os.makedirs(conf, exist_ok=True)
+    for name in os.listdir(conf):
+        if name.endswith(".yaml") and name != "efficientnet_lite0.yaml":
+            os.remove(os.path.join(conf, name))
     for name in list_model_names():
         if name == "efficientnet_lite0":
             continue

@@ -106,6 +106,14 @@ class SquareHead(nn.Module):
         return self.features(x).pow(2).sum(dim=(2, 3)) @ self.v.T
 
 
+def compose(*overrides: str):
+    """The typed config ``python -m wsol.run`` composes for ``overrides`` (no DataLoader workers, no map cache
+    unless asked for)."""
+    from wsol.config import compose_config
+
+    return compose_config(["num_workers=0", "cache_dir=null", *overrides])
+
+
 @pytest.fixture
 def toy_net() -> ToyCamNet:
     return ToyCamNet()

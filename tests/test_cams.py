@@ -11,7 +11,7 @@ from wsol.cams import build_method
 from wsol.cams.core import capture_activations
 from wsol.cams.gradcam import gradcampp_alpha
 from wsol.errors import WsolError
-from wsol.localize import minmax_normalize
+from wsol.ops import minmax_normalize
 
 
 def test_cam_and_gradcam_hand_values():

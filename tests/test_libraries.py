@@ -115,7 +115,7 @@ def test_before_resize_reproduces_pytorch_grad_cams_map_postprocessing():
     import torch
     from pytorch_grad_cam.utils.image import scale_cam_image
 
-    from wsol.localize import eval_maps, quantize
+    from wsol.maps import eval_maps, quantize
 
     rng = np.random.default_rng(0)
     maps = np.maximum(rng.normal(size=(6, 7, 7)), 0).astype(np.float32) * 1e-3  # small values, as random nets give

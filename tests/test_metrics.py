@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from wsol.localize import component_boxes, level_boxes, minmax_normalize, quantize, sweep_thresholds, threshold_levels
-from wsol.metrics import BoxAccumulator, box_iou, topk_correct
+from wsol.localize import box_iou, level_boxes, localize, sweep_thresholds, threshold_levels
+from wsol.localize.regions import component_boxes
+from wsol.maps import quantize
+from wsol.metrics import BoxAccumulator, topk_correct
+from wsol.ops import minmax_normalize
 
 
 def test_box_iou_inclusive_convention():
@@ -25,6 +28,10 @@ def test_box_iou_shapes_and_empty():
     ious = box_iou(np.zeros((3, 4)), np.zeros((2, 4)))
     assert ious.shape == (3, 2)
     assert box_iou(np.zeros((0, 4)), np.zeros((2, 4))).shape == (0, 2)
+    assert box_iou([0, 0, 9, 9], [[5, 5, 14, 14]]).shape == (1, 1)  # a single box is [1, 4]
+    a, b = np.tile([0, 0, 1, 1], (5, 1, 1)), np.ones((5, 3, 4))  # a 2×2 box and a 1×1 box inside it
+    batched = box_iou(a, b)  # leading dimensions broadcast
+    assert batched.shape == (5, 1, 3) and (batched == 1 / 4).all()
 
 
 def test_component_boxes_reference_convention():
@@ -81,7 +88,9 @@ def _accumulate(maps, gts, top1, top5, thresholds):
     for i, g in enumerate(gts):
         boxes[i, : len(g)] = g
         valid[i, : len(g)] = True
-    acc.update(np.stack(maps).astype(np.uint8), boxes, valid, np.array(top1), np.array(top5))
+    maps_u8 = np.stack(maps).astype(np.uint8)
+    sweep = localize(maps_u8, acc.thresholds, boxes, valid)
+    acc.update(sweep, maps_u8.reshape(len(maps), -1).max(1), boxes, valid, np.array(top1), np.array(top5))
     return acc
 
 
@@ -143,8 +152,8 @@ def test_accumulator_merge_equals_single_pass():
 
 
 def test_topk_correct():
-    logits = torch.tensor([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3]])
-    labels = torch.tensor([1, 2])
-    assert topk_correct(logits, labels, 1).tolist() == [True, False]
-    assert topk_correct(logits, labels, 2).tolist() == [True, True]
-    assert topk_correct(logits, labels, 5).tolist() == [True, True]  # k capped at 3 classes
+    top3 = np.array([[1, 0, 2], [0, 2, 1]])  # each row's predictions, best first
+    labels = np.array([1, 2])
+    assert topk_correct(top3, labels, 1).tolist() == [True, False]
+    assert topk_correct(top3, labels, 2).tolist() == [True, True]
+    assert topk_correct(top3, labels, 5).tolist() == [True, True]  # k capped at the 3 predictions

@@ -8,16 +8,22 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, write_image
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from conftest import compose, write_image
 
+from wsol.config import protocol_label
 from wsol.data.base import rescale_boxes
 from wsol.data.wsoleval import read_wsoleval_metadata
-from wsol.localize import level_boxes, quantize, sweep_thresholds
+from wsol.evaluate import evaluate
+from wsol.localize import level_boxes, localize, sweep_thresholds
+from wsol.maps import quantize
 from wsol.metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
-from wsol.pipeline import evaluate
-from wsol.run import protocol_label
+
+
+def _accumulate(acc: BoxAccumulator, maps_u8: np.ndarray, boxes, valid, rule: str) -> BoxAccumulator:
+    """Localize uint8 maps with ``rule`` and add them to ``acc`` (GT-known only: no class flags)."""
+    acc.update(localize(maps_u8, acc.thresholds, boxes, valid, rule), maps_u8.reshape(len(maps_u8), -1).max(1),
+               boxes, valid)
+    return acc
 
 
 def test_ring_with_hole_contours_add_the_hole_box():
@@ -111,19 +117,18 @@ def _random_maps(n: int, size: int = 64, seed: int = 0):
 @pytest.mark.parametrize("interval", [0.01, 0.05])
 def test_contours_backend_equals_the_reference_procedure(interval):
     maps, gts = _random_maps(24)
-    acc = BoxAccumulator(sweep_thresholds(interval), backend="contours")
     boxes = np.zeros((len(gts), 3, 4), dtype=np.int64)
     valid = np.zeros((len(gts), 3), dtype=bool)
     for i, g in enumerate(gts):
         boxes[i, : len(g)], valid[i, : len(g)] = g, True
-    acc.update(quantize(torch.from_numpy(np.stack(maps))).numpy(), boxes, valid)
+    maps_u8 = quantize(torch.from_numpy(np.stack(maps))).numpy()
+    acc = _accumulate(BoxAccumulator(sweep_thresholds(interval)), maps_u8, boxes, valid, "contours")
     v1, v2 = _reference_oracle(maps, gts, interval, False), _reference_oracle(maps, gts, interval, True)
     m = acc.compute()
     assert m["maxboxacc"] == v1[0]
     assert m["maxboxacc_v2"] == v2[1]
     # rings make the backends disagree somewhere in the sweep
-    cc = BoxAccumulator(sweep_thresholds(interval), backend="cc")
-    cc.update(quantize(torch.from_numpy(np.stack(maps))).numpy(), boxes, valid)
+    cc = _accumulate(BoxAccumulator(sweep_thresholds(interval)), maps_u8, boxes, valid, "cc")
     assert not np.array_equal(cc.hits, acc.hits)
 
 
@@ -147,7 +152,7 @@ def test_matches_the_reference_evaluator_on_real_boxes(dataset, expected, wsolev
     ``multi_contour_eval=True``, interval 0.001; the values it printed)."""
     records = read_wsoleval_metadata(os.path.join(wsoleval_data, "metadata", dataset, "test"))
     map_u8 = quantize(torch.from_numpy(_gaussian_center_map())).numpy()
-    acc = BoxAccumulator(sweep_thresholds(0.001), backend="contours", keep_records=False)
+    acc = BoxAccumulator(sweep_thresholds(0.001))
     for start in range(0, len(records), 512):
         chunk = records[start : start + 512]
         gts = [rescale_boxes(r.boxes, r.size, 224) for r in chunk]
@@ -156,7 +161,7 @@ def test_matches_the_reference_evaluator_on_real_boxes(dataset, expected, wsolev
         valid = np.zeros((len(chunk), k), dtype=bool)
         for i, g in enumerate(gts):
             boxes[i, : len(g)], valid[i, : len(g)] = g, True
-        acc.update(np.broadcast_to(map_u8, (len(chunk), 224, 224)), boxes, valid)
+        _accumulate(acc, np.broadcast_to(map_u8, (len(chunk), 224, 224)), boxes, valid, "contours")
     m = acc.compute()
     got = (m["maxboxacc_v2"], m["maxboxacc_v2_iou30"], m["maxboxacc_v2_iou50"], m["maxboxacc_v2_iou70"])
     assert got == pytest.approx(expected, rel=1e-12, abs=0)
@@ -350,10 +355,8 @@ def test_pointing_game_flat_ties_and_energy():
     assert acc.compute()["energy_pointing_game"] == pytest.approx(75.0)
 
 
-def _config(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["num_workers=0", *overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
+def _config(*overrides: str):
+    return compose(*overrides)
 
 
 @pytest.mark.parametrize(
@@ -366,13 +369,13 @@ def _config(*overrides: str) -> dict:
     ],
 )
 def test_protocol_presets(preset, mode, threshold, backend, interval):
-    loc = _config(f"protocol={preset}")["localize"]
-    assert (loc["mode"], loc["threshold"], loc["backend"], loc["interval"]) == (mode, threshold, backend, interval)
+    loc = _config(f"protocol={preset}").localize
+    assert (loc.mode, loc.threshold, loc.backend, loc.interval) == (mode, threshold, backend, interval)
     assert protocol_label(_config(f"protocol={preset}")) == (preset, {})
     # the command line still wins over a preset, and a run that changes the preset's settings is not labelled with it
     other = "contours" if backend == "cc" else "cc"
     changed = _config(f"protocol={preset}", f"localize.backend={other}")
-    assert changed["localize"]["backend"] == other
+    assert changed.localize.backend == other
     assert protocol_label(changed) == ("custom", {"localize.backend": other})
 
 
@@ -380,8 +383,8 @@ def test_a_localize_choice_that_conflicts_with_the_protocol_is_used_and_labelled
     """``localize=fixed`` under the default wsoleval_v2 preset: the fixed config's own values (cc regions), the
     user's threshold, and the label ``custom`` with what changed."""
     config = _config("localize=fixed", "localize.threshold=0.5")
-    loc = config["localize"]
-    assert (loc["mode"], loc["threshold"], loc["backend"]) == ("fixed", 0.5, "cc")
+    loc = config.localize
+    assert (loc.mode, loc.threshold, loc.backend) == ("fixed", 0.5, "cc")
     name, changed = protocol_label(config)
     assert name == "custom"
     assert changed == {"localize.mode": "fixed", "localize.interval": None, "localize.backend": "cc"}
@@ -419,8 +422,8 @@ def test_mask_only_split_gives_pxap_without_box_metrics(tmp_path, wsoleval_data)
 def test_target_top1_drops_the_gt_class_metrics():
     """With ``eval.target=top1`` the maps explain the prediction: GT-known loc, top-5 loc and the pointing games
     (defined on the GT class's map) are left out; top-1 loc and MaxBoxAcc of those maps stay."""
-    gt = evaluate(_config("limit=4", "batch_size=4", "cache_dir=null")).metrics
-    top1 = evaluate(_config("limit=4", "batch_size=4", "cache_dir=null", "eval.target=top1")).metrics
+    gt = evaluate(_config("limit=4", "batch_size=4")).metrics
+    top1 = evaluate(_config("limit=4", "batch_size=4", "eval.target=top1")).metrics
     for key in ("gt_known_loc", "top5_loc", "top5_loc_err", "pointing_game", "energy_pointing_game"):
         assert key in gt and key not in top1, key
     assert "top1_loc" in top1 and "maxboxacc_v2" in top1
@@ -437,7 +440,7 @@ def test_size_mismatch_is_reported_in_the_run_facts(tmp_path, caplog):
     (meta / "localization.txt").write_text("a.jpg,30,20,150,199\nb.jpg,30,20,150,199\nc.jpg,1,1,50,50\n")
     overrides = ["dataset=wsoleval", f"dataset.root={tmp_path / 'images'}", f"dataset.metadata_root={meta}"]
     with caplog.at_level("WARNING", logger="wsol"):
-        result = evaluate(_config(*overrides, "cache_dir=null"))
+        result = evaluate(_config(*overrides))
     assert result.info["images"] == 3
     assert result.info["size_mismatch"] == 2 and result.info["size_mismatch_ids"] == ["a.jpg", "c.jpg"]
     assert "2 images are not the size image_sizes.txt gives" in caplog.text

@@ -12,8 +12,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from conftest import REPO
-from hydra import compose, initialize_config_dir
+from conftest import REPO, compose
 from PIL import Image
 
 from wsol.aggregate import aggregate
@@ -21,8 +20,8 @@ from wsol.errors import WsolError
 from wsol.progress import Progress
 from wsol.report.figures import GT_COLOR, PRED_COLOR, colorize, curves_figure, grid_size, image_grid, overlay
 from wsol.report.tables import format_table, metrics_frame
+from wsol.report.visualize import select_images, write_sweep_report
 from wsol.run import run
-from wsol.visualize import select_images, write_sweep_report
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import prepare_cub  # noqa: E402
@@ -116,21 +115,11 @@ def test_progress_lines_bar_and_off():
 # --- reports ---------------------------------------------------------------------------------------
 
 
-def _config(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "num_workers=0",
-                "limit=10",
-                "batch_size=5",
-                "report=true",
-                "figures.num_images=4",
-                "figures.extremes=2",
-                *overrides,
-            ],
-        )
-    return cfg
+def _config(*overrides: str):
+    return compose(
+        "limit=10", "batch_size=5", "report=true", "figures.num_images=4", "figures.extremes=2",
+        f"cache_dir={os.environ['WSOL_CACHE']}", *overrides,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,13 +163,34 @@ def test_sweep_report_grid_and_links(sweep):
     assert "Grid: methods × images" in (sweep / "report.html").read_text()
 
 
-def test_report_for_an_already_finished_run(sweep, tmp_path):
+def test_report_for_an_already_finished_run(sweep, tmp_path, monkeypatch):
+    """The report draws the maps the run made (here from the map cache); the model is never built again."""
+    import wsol.models
+
     folder = tmp_path / "again"
     shutil.copytree(sweep / "method=gradcam", folder)
     shutil.rmtree(folder / "figures")
     (folder / "report.html").unlink()
+    monkeypatch.setattr(wsol.models, "build_model", lambda *a, **k: pytest.fail("the model was built again"))
     run(_config("method=gradcam", "figures.colormap=viridis"), str(folder), ["method=gradcam"])
     assert (folder / "report.html").is_file() and (folder / "figures" / "curves.png").is_file()
+
+
+def test_report_without_a_map_cache_keeps_the_maps_in_the_run_folder(tmp_path):
+    folder = tmp_path / "run"
+    run(_config("method=gradcam", "cache_dir=null", "limit=6"), str(folder), [])
+    assert sorted(os.listdir(folder / "maps")) == ["batch_000000.npz", "batch_000001.npz"]
+    moved = tmp_path / "moved"
+    shutil.move(str(folder), str(moved))  # the run folder carries its maps (a relative path in metrics.json)
+    shutil.rmtree(moved / "figures")
+    run(_config("method=gradcam", "cache_dir=null", "limit=6"), str(moved), [])
+    sources = referenced_files(str(moved / "report.html"))
+    assert sources and all((moved / s).is_file() for s in sources)
+    plain = tmp_path / "plain"  # no cache and no report: no maps are kept, and a later report says so
+    run(_config("method=gradcam", "cache_dir=null", "limit=6", "report=false"), str(plain), [])
+    assert not (plain / "maps").exists()
+    with pytest.raises(WsolError, match="kept no score maps"):
+        run(_config("method=gradcam", "cache_dir=null", "limit=6"), str(plain), [])
 
 
 def test_report_of_a_mask_only_split(tmp_path, wsoleval_data):
@@ -339,5 +349,30 @@ def test_bench_tiny_mode_writes_its_table(tmp_path):
     ):
         assert float(rows[stage].replace(",", "")) > 0, stage
     assert "× fwd+bwd" in text and "× findContours" in text and "cut levels (holes or tied areas)" in text
+    loop = text.split("## The loop: serial vs overlapped")[1]
+    assert loop.count("| overlapped, scoring") == loop.count("| serial, scoring") >= 2
+    assert "| NO |" not in loop and loop.count("| yes |") >= 4  # every run's metrics equal, bit for bit
     for library in ("pytorch-grad-cam GradCAM", "pytorch-grad-cam GradCAM++", "torchcam GradCAM", "torchcam GradCAMpp"):
         assert float(rows[library].replace(",", "")) > 0, library  # both are test dependencies: measured
+
+
+def test_run_labels_name_what_varies():
+    """A layer sweep's rows read by layer; constants (device, progress) never show; a lone run is method · model ·
+    layer."""
+    from wsol.report.visualize import run_labels
+
+    def summary(layer, method="gradcam"):
+        overrides = ["model=vgg16", f"model.layer={layer}", f"method={method}", "device=cpu", "progress=False"]
+        return {"method": method, "model": "vgg16", "layer": layer, "dataset": "demo", "overrides": overrides}
+
+    layers = ["features.5", "features.15", "features.22"]
+    assert run_labels([summary(x) for x in layers]) == layers
+    assert run_labels([summary("features.5", "cam"), summary("features.15")]) == ["cam · features.5",
+                                                                                     "gradcam · features.15"]
+    assert run_labels([summary("features.5")]) == ["gradcam · vgg16 · features.5"]
+
+
+def test_a_wide_grid_fits_the_page():
+    tiles = [[np.zeros((20, 20, 3), np.uint8)] * 8] * 2
+    assert grid_size(2, 8, 160, 150, 22)[0] > 1400  # at the full cell size, eight images would not fit
+    assert 1300 < image_grid(tiles, ["a", "b"], [str(i) for i in range(8)]).shape[1] <= 1400

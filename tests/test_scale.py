@@ -11,21 +11,18 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from conftest import REPO, compose
 
 from wsol.aggregate import aggregate
 from wsol.cams.core import CamMethod
+from wsol.config import check_overrides
 from wsol.errors import WsolError
-from wsol.pipeline import Evaluation, evaluate
+from wsol.evaluate import Evaluation, evaluate
 from wsol.report.tables import format_table, metrics_frame, summarize_seeds
 
 
-def _config(*overrides: str, cache: str | None = None) -> dict:
-    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["num_workers=0", f"cache_dir={cache or 'null'}", *overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
+def _config(*overrides: str, cache: str | None = None):
+    return compose(f"cache_dir={cache or 'null'}", *overrides)
 
 
 def _run(method, metrics, seed=0, overrides=()):
@@ -64,27 +61,48 @@ def test_varying_overrides_become_columns():
     assert frame["localize.threshold"].tolist() == ["0.1", "0.2"]
 
 
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
-    cfg = _config("limit=20", "batch_size=4")
+@pytest.mark.parametrize("overlap", [True, False])
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, overlap):
+    cfg = _config("limit=20", "batch_size=4", f"speed.overlap={overlap}")
     whole = evaluate(cfg)
-    state = str(tmp_path / "partials")
-    original = Evaluation.run_batch
+    run_dir = str(tmp_path)
+    original = Evaluation.process
 
-    def crash_on_third(self, index, batch):
+    def crash_on_third(self, index, batch, scores):
         if index == 2:
             raise KeyboardInterrupt  # a kill between batches
-        return original(self, index, batch)
+        return original(self, index, batch, scores)
 
-    monkeypatch.setattr(Evaluation, "run_batch", crash_on_third)
+    monkeypatch.setattr(Evaluation, "process", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(cfg, state_dir=state)
-    assert sorted(os.listdir(state)) == ["batch_000000.pkl", "batch_000001.pkl", "meta.json"]
-    monkeypatch.setattr(Evaluation, "run_batch", original)
-    resumed = evaluate(cfg, state_dir=state)
+        evaluate(cfg, run_dir)
+    state = tmp_path / "partials"
+    assert sorted(os.listdir(state)) == ["batch_000000.npz", "batch_000001.npz", "meta.json"]
+    monkeypatch.setattr(Evaluation, "process", original)
+    resumed = evaluate(cfg, run_dir)
     assert resumed.metrics == whole.metrics
     assert resumed.images == whole.images and resumed.curves == whole.curves
     with pytest.raises(WsolError, match="another configuration"):
-        evaluate(_config("limit=20", "batch_size=4", "method=cam"), state_dir=state)
+        evaluate(_config("limit=20", "batch_size=4", "method=cam"), run_dir)
+
+
+def test_overlapped_loop_is_bit_identical_to_the_serial_one():
+    serial = evaluate(_config("limit=24", "batch_size=4", "speed.overlap=false"))
+    overlapped = evaluate(_config("limit=24", "batch_size=4", "speed.overlap=true"))
+    assert overlapped.metrics == serial.metrics and overlapped.images == serial.images
+    assert overlapped.curves == serial.curves
+
+
+def test_partials_are_compact_and_load_without_pickle(tmp_path):
+    """At interval 0.001 a batch file holds each image's boxes at every cut level: well under 2 KB per image."""
+    import numpy as np
+
+    cfg = _config("limit=16", "batch_size=8")
+    evaluate(cfg, str(tmp_path))
+    files = sorted((tmp_path / "partials").glob("batch_*.npz"))
+    assert len(files) == 2 and sum(f.stat().st_size for f in files) / 16 < 2048
+    with np.load(files[0], allow_pickle=False) as data:
+        assert data["boxes.largest"].dtype == np.uint8 and len(data["ids"]) == 8
 
 
 def test_map_cache_reused_across_localization_sweeps(tmp_path, monkeypatch):
@@ -104,9 +122,12 @@ def test_map_cache_reused_across_localization_sweeps(tmp_path, monkeypatch):
 
 
 def test_launcher_configs_compose():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
     with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
-        slurm = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
-        local = compose("config", overrides=["hydra/launcher=local"], return_hydra_config=True).hydra.launcher
+        slurm = hydra_compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+        local = hydra_compose("config", overrides=["hydra/launcher=local"], return_hydra_config=True).hydra.launcher
     assert "SlurmLauncher" in slurm._target_ and slurm.gpus_per_node == 1 and slurm.array_parallelism == 64
     assert "JoblibLauncher" in local._target_ and local.n_jobs == 2
 
@@ -126,11 +147,11 @@ def test_cli_kill_and_resume(tmp_path):
     run_dir = tmp_path / "run"
     proc = wsol(*args, f"hydra.run.dir={run_dir}", env=env, wait=False)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((run_dir / "partials").glob("batch_*.pkl"))) < 2:
+    while time.time() < deadline and len(list((run_dir / "partials").glob("batch_*.npz"))) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(list((run_dir / "partials").glob("batch_*.pkl")))
+    done_before = len(list((run_dir / "partials").glob("batch_*.npz")))
     assert 2 <= done_before < 10 and not (run_dir / "metrics.json").exists()
     again = wsol(*args, f"hydra.run.dir={run_dir}", env=env)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -191,7 +212,7 @@ def test_submitit_local_launcher(tmp_path):
     proc = wsol("-m", "method=cam,gradcam", "limit=4", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}",
                 env={"WSOL_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(d for d in os.listdir(sweep) if "=" in d) == ["limit=4,method=cam", "limit=4,method=gradcam"]
+    assert sorted(d for d in os.listdir(sweep) if "=" in d) == ["method=cam", "method=gradcam"]
     assert all((sweep / d / "metrics.json").is_file() for d in os.listdir(sweep) if "=" in d)
     assert (sweep / ".submitit").is_dir()
 
@@ -203,6 +224,8 @@ def test_shard_values_from_environment_strings():
     assert sorted(evaluation.batches) == [2]  # 3 batches: shard 0 gets batches 0-1, shard 1 batch 2
     with pytest.raises(WsolError, match="shard.index"):
         Evaluation(_config("limit=12", "shard.index=2", "shard.count=2"))
+    with pytest.raises(WsolError, match="shard.index"):
+        check_overrides(["limit=12", "shard.index=2", "shard.count=2"])
 
 
 def test_layer_sweep_rows_in_numeric_layer_order(tmp_path):
@@ -231,8 +254,8 @@ def test_speed_modes_stay_within_their_stated_tolerance(method):
     for key, tolerance in (("maxboxacc_v2", 2.5), ("gt_known_loc", 2.5), ("pxap", 1.0),
                            ("energy_pointing_game", 1.0), ("top1_cls", 100 / 32)):
         assert abs(bf16[key] - base[key]) <= tolerance, (key, base[key], bf16[key])
-    with pytest.raises(WsolError, match="speed.precision"):
-        metrics("speed.precision=fp16")
+    with pytest.raises(WsolError, match="speed.precision=fp16: expected one of fp32, bf16"):
+        check_overrides(["speed.precision=fp16"])
 
 
 def test_compile_around_leaves_the_target_layer_and_its_ancestors_eager():
@@ -247,8 +270,8 @@ def test_compile_around_leaves_the_target_layer_and_its_ancestors_eager():
     modules = dict(model.named_modules())
     assert all(modules[name]._compiled_call_impl is not None for name in compiled)
     assert all(modules[name]._compiled_call_impl is None for name in ("", "layer4", "layer4.1", "layer4.1.conv2"))
-    with pytest.raises(WsolError, match="speed.compile"):
-        compile_around(resnet18(), ["layer4"], "fastest")
+    with pytest.raises(WsolError, match="speed.compile must be"):
+        check_overrides(["speed.compile=fastest"])
 
 
 @pytest.mark.slow
@@ -300,3 +323,17 @@ def test_image_cache_fills_once_and_gives_the_same_results(tmp_path, monkeypatch
     reseeded = build_dataset("demo", num_classes=1000, seed=1)
     reseeded.records = reseeded.records[:10]
     assert reseeded.use_image_cache(os.path.join(cache, "images")).filled() == 0  # other images, other key
+
+
+def test_job_folders_are_named_by_what_varies(tmp_path):
+    from wsol.callbacks import SWEEP_FILE, job_dirname, varying_keys
+
+    assert varying_keys(["method=cam,gradcampp", "dataset.root=/data/x", "limit=3", "seed=range(0,2)"]) == [
+        "method", "seed"]
+    overrides = ["dataset=wsoleval", "dataset.root=/data/x", "dataset.metadata_root=/data/x/metadata/HIDDEN/test",
+                 "method=cam"]
+    (tmp_path / SWEEP_FILE).write_text(json.dumps({"varying": ["method"]}))
+    assert job_dirname(overrides, str(tmp_path)) == "method=cam"  # one level: paths and constants stay out
+    (tmp_path / SWEEP_FILE).write_text(json.dumps({"varying": ["dataset.metadata_root", "method"]}))
+    name = job_dirname(overrides, str(tmp_path))
+    assert "/" not in name and name.startswith("dataset.metadata_root=test~") and name.endswith(",method=cam")

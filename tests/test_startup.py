@@ -10,13 +10,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO
 
 PROBE = """
 import hashlib, json
 import numpy as np
-from wsol.box_sweep import sweep_boxes, _kernel
+from wsol.localize.sweep import sweep_boxes, _kernel
 rng = np.random.default_rng(0)
 maps = (rng.random((3, 40, 48)) * 255).astype(np.uint8)
 levels = np.tile(np.arange(0, 255, 5), (3, 1))
@@ -46,13 +47,14 @@ def test_second_process_loads_the_kernels_from_the_user_cache_of_a_read_only_ins
     directory, and the second process compiles nothing."""
     site = tmp_path / "site"
     shutil.copytree(os.path.join(REPO, "wsol"), site / "wsol", ignore=shutil.ignore_patterns("__pycache__"))
-    (site / "wsol" / "__pycache__").write_text("not a folder: nothing can be cached beside the package\n")
+    for package in ("wsol", "wsol/localize"):
+        (site / package / "__pycache__").write_text("not a folder: nothing can be cached beside the package\n")
     cache_home = tmp_path / "user-cache"
     cache_home.mkdir()
     first = _probe(str(site), str(cache_home))
     assert first["file"] == str(site / "wsol" / "__init__.py")
     assert first["misses"] == 1 and first["hits"] == 0  # compiled once
-    assert list((cache_home / "numba").rglob("box_kernels.kernel-*.nbi"))  # written to the user's cache
+    assert list((cache_home / "numba").rglob("kernels.kernel-*.nbi"))  # written to the user's cache
     second = _probe(str(site), str(cache_home))
     assert second["misses"] == 0 and second["hits"] == 1  # loaded, not compiled
     assert second["digest"] == first["digest"]
@@ -60,7 +62,7 @@ def test_second_process_loads_the_kernels_from_the_user_cache_of_a_read_only_ins
     foreign = _probe(str(site), str(cache_home), NUMBA_CPU_NAME="generic")
     assert foreign["misses"] == 1 and foreign["hits"] == 0 and foreign["digest"] == first["digest"]
     # an edited kernel file: its content hash no longer matches, so the cache is not used
-    kernels = site / "wsol" / "box_kernels.py"
+    kernels = site / "wsol" / "localize" / "kernels.py"
     kernels.write_text(kernels.read_text() + "\n# edited\n")
     edited = _probe(str(site), str(cache_home))
     assert edited["misses"] == 1 and edited["hits"] == 0 and edited["digest"] == first["digest"]
@@ -68,7 +70,7 @@ def test_second_process_loads_the_kernels_from_the_user_cache_of_a_read_only_ins
 
 def test_num_workers_auto_leaves_one_core_for_the_main_loop(monkeypatch):
     from wsol.errors import WsolError
-    from wsol.pipeline import resolve_workers
+    from wsol.evaluate import resolve_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
     assert resolve_workers("auto") == 3
@@ -103,3 +105,17 @@ def test_whole_process_bench_runs_wsol_on_the_split_it_writes(tmp_path):
     phases = bench._startup_in(REPO, str(tmp_path / "probe"))
     assert phases["whole process, profiled"] > phases["everything after the imports (main)"] > phases["model build"] > 0
     assert phases["box sweep (every batch; the first one loads the kernels)"] > 0
+
+
+def test_files_are_written_with_the_users_umask(tmp_path):
+    """Atomic writes (mkstemp: 0600) get a plain open()'s mode, so colleagues on a shared cluster can read them."""
+    import stat
+
+    from wsol.io import atomic_write_text, read_arrays, write_arrays
+
+    atomic_write_text(str(tmp_path / "a.txt"), "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
+    write_arrays(str(tmp_path / "b.npz"), ids=np.array(["x", "y"]), n=np.arange(3))
+    assert read_arrays(str(tmp_path / "b.npz"))["ids"].tolist() == ["x", "y"]

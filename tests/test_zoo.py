@@ -16,7 +16,7 @@ from wsol.cams.eigen import first_component_projection
 from wsol.cams.gradcam import gradcampp_weights
 from wsol.cams.perturb import activation_masks, chunk_size, forward_bytes
 from wsol.errors import WsolError
-from wsol.localize import minmax_normalize
+from wsol.ops import minmax_normalize
 
 ALL = METHODS.names()
 
@@ -249,8 +249,8 @@ def test_fusion_hand_values():
     expected = torch.maximum(torch.tanh(2 * fine / 4), torch.full_like(fine, math.tanh(2.0)))
     assert torch.allclose(lc, expected)
     assert torch.equal(fuse_layer_maps([fine], "layercam"), fine)
-    with pytest.raises(WsolError, match="fusion"):
-        fuse_layer_maps([fine, fine], "sum")
+    with pytest.raises(WsolError, match="model.fusion must be one of mean, max, layercam"):
+        build_method("gradcam", ToyCamNet(), ["conv", "features"], fusion="sum")  # checked once, when built
 
 
 def test_several_layers_fuse_per_layer_maps():

@@ -8,12 +8,12 @@ listed under the table, never fatal.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 
-from .report import atomic_write_text
+from .errors import WsolError
+from .io import atomic_write_text
 from .report.tables import (
     ID_COLUMNS,
     METRIC_COLUMNS,
@@ -23,25 +23,9 @@ from .report.tables import (
     pivot,
     summarize_seeds,
 )
+from .report.writer import collect_runs
 
-__all__ = ["collect_runs", "aggregate", "main"]
-
-
-def collect_runs(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Summaries of finished runs (``metrics.json``, with its ``folder`` added) and ``(folder, reason)`` of
-    failed or unfinished ones."""
-    done, failed = [], []
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "partials" and d != "figures")
-        if "metrics.json" in files:
-            with open(os.path.join(folder, "metrics.json")) as f:
-                done.append({**json.load(f), "folder": folder})
-        elif "error.txt" in files:
-            with open(os.path.join(folder, "error.txt")) as f:
-                failed.append((os.path.relpath(folder, root), f.read().strip()))
-        elif os.path.isdir(os.path.join(folder, ".hydra")):
-            failed.append((os.path.relpath(folder, root), "unfinished (no metrics.json)"))
-    return done, failed
+__all__ = ["aggregate", "main"]
 
 
 def _natural(text: str) -> list:
@@ -64,7 +48,7 @@ def aggregate(
     """Write ``table.{md,tex,csv}`` of all runs under ``root`` into ``out_dir`` (default: root); return the md."""
     runs, failed = collect_runs(root)
     if not runs:
-        raise SystemExit(f"error: no finished runs (metrics.json) under {root}")
+        raise WsolError(f"no finished runs (metrics.json) under {root}")
     order = ("dataset", "model", "layer", "method", "protocol", "backend")
     runs.sort(key=lambda r: tuple(_natural(str(r.get(k) or "")) for k in order))
     column_sets = {tuple(r.get("columns") or ()) for r in runs}
@@ -105,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         print(aggregate(args.root, args.out, split(args.rows), split(args.cols), split(args.metrics)))
-    except ValueError as e:
+    except (ValueError, WsolError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -1,4 +1,9 @@
-"""``python -m wsol.run``: the Hydra entry point. A thin wrapper around :func:`wsol.pipeline.evaluate`."""
+"""``python -m wsol.run``: the Hydra entry point. A thin wrapper around :func:`wsol.evaluate.evaluate`.
+
+Before Hydra starts, every configuration the command line asks for (each value of a sweep) is composed
+against the typed schemas and validated (:func:`wsol.config.check_overrides`): a mistyped key, a value of
+the wrong type or out of range is one ``error:`` line, before any work.
+"""
 
 from __future__ import annotations
 
@@ -12,48 +17,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .callbacks import register_resolvers
+from .config import check_overrides, protocol_label, to_dict
 from .errors import WsolError
-from .pipeline import EvalResult, evaluate, run_fingerprint
-from .registry import close_matches
-from .report import atomic_write_text, format_table, metrics_frame, write_run
-from .visualize import write_run_report
+from .evaluate import EvalResult, evaluate, run_fingerprint
+from .io import atomic_write_text
+from .report import format_table, metrics_frame, write_run
+from .report.visualize import write_run_report
 
-__all__ = ["main", "run", "check_group_choices", "write_outputs", "CONF_DIR"]
+__all__ = ["main", "run", "write_outputs"]
 
 log = logging.getLogger("wsol")
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
-GROUPS = ("dataset", "model", "method", "localize", "protocol")
-
-
-def check_group_choices(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
-    """Fail fast, in one line, on ``group=name`` overrides naming no config (Hydra would print a long list)."""
-    for arg in overrides:
-        key, sep, value = arg.lstrip("+~").partition("=")
-        if not sep or key not in GROUPS or value in ("", "null"):
-            continue
-        choices = sorted(f[:-5] for f in os.listdir(os.path.join(conf_dir, key)) if f.endswith(".yaml"))
-        for name in value.split(","):
-            if name not in choices:
-                hint = close_matches(name, choices) or choices[:8]
-                raise WsolError(f"unknown {key} {name!r}; did you mean: {', '.join(hint)} (see conf/{key}/)")
-
-
-def _lookup(config: dict, dotted: str):
-    for key in dotted.split("."):
-        config = config.get(key) if isinstance(config, dict) else None
-    return config
-
-
-def protocol_label(config: dict) -> tuple[str | None, dict[str, object]]:
-    """The run's protocol name, and the settings it changed from the preset's ``table.requires``.
-
-    A run whose settings differ from its preset's is labelled ``custom`` (a table never names a protocol
-    whose settings the run did not use); the changes are reported beside it.
-    """
-    table = config.get("table") or {}
-    name, requires = table.get("protocol"), table.get("requires") or {}
-    changed = {key: _lookup(config, key) for key, value in requires.items() if _lookup(config, key) != value}
-    return ("custom" if changed else name), changed
+register_resolvers()
 
 
 def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: list[str] | None = None) -> dict:
@@ -87,7 +62,7 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         run_dir,
         config_yaml=OmegaConf.to_yaml(OmegaConf.create(config)),
         summary=summary,
-        images=result.images,
+        images=result.images if config["eval"]["records"] else [],
         curves=result.curves,
         tables=tables,
     )
@@ -111,24 +86,23 @@ def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> di
     A folder that already holds this configuration's ``metrics.json`` is left as it is. A shard
     (``shard.count > 1``) keeps only its partial results, for :mod:`wsol.merge`.
     """
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = to_dict(cfg)
     done = _finished(run_dir, config)
     if done is not None:
         log.info("%s already holds this run's metrics.json; nothing to evaluate", run_dir)
-        if config.get("report"):
+        if cfg.report:
             log.info("report: %s", write_run_report(run_dir, config))
         return done
-    atomic_write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
-    result = evaluate(config, state_dir=os.path.join(run_dir, "partials"))
-    shard = config.get("shard") or {}
-    if int(shard.get("count", 1)) > 1:
+    atomic_write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(OmegaConf.create(config)))
+    result = evaluate(cfg, run_dir)
+    if cfg.shard.count > 1:
         log.info(
             "shard %s of %s finished (%d images); merge the shards with: python -m wsol.merge --out DIR SHARD_DIRS...",
-            shard["index"], shard["count"], result.info["images"],
+            cfg.shard.index, cfg.shard.count, result.info["images"],
         )
         return None
     summary = write_outputs(run_dir, config, result, overrides)
-    if config.get("report"):
+    if cfg.report:
         log.info("report: %s", write_run_report(run_dir, config))
     skipped = sum(result.info["skipped"].values())
     headline = ", ".join(f"{k} {result.metrics[k]:.2f}" for k in ("maxboxacc_v2", "pxap") if k in result.metrics)
@@ -155,11 +129,13 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    try:
-        check_group_choices(sys.argv[1:])
-    except WsolError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    args = sys.argv[1:]
+    if not any(a.startswith(("--", "-h")) and a not in ("-m", "--multirun") for a in args):
+        try:
+            check_overrides(args)
+        except WsolError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     _hydra_main()
 
 

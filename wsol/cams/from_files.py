@@ -13,7 +13,7 @@ import os
 import numpy as np
 import torch
 
-from ..report.writer import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 __all__ = ["load_maps", "save_maps", "map_path"]
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WsolError
-from ..localize import minmax_normalize
+from ..ops import minmax_normalize
 
 MASK_ORDERS = ("upsample_first", "normalize_first")
 

@@ -170,6 +170,11 @@ class WsolDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def keep_first(self, count: int | None) -> None:
+        """Evaluate only the first ``count`` usable records (``limit``); ``None`` keeps all."""
+        if count is not None:
+            self.records = self.records[:count]
+
     def _image_path(self, record: Record) -> str:
         return os.path.join(self.image_root, record.image_id)
 

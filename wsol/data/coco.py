@@ -54,15 +54,13 @@ def build_coco(
     *,
     root: str,
     ann_file: str,
-    category_map: dict | None = None,
+    category_map: dict[int, int] | None = None,
     image_size: int = 224,
     num_classes: int = 1000,
-    limit: int | None = None,
-    **_,
 ) -> WsolDataset:
     """Images under ``root`` annotated by the COCO JSON ``ann_file``."""
     root = require_dir(root, "dataset.root")
     if ann_file and not os.path.isabs(ann_file) and not os.path.isfile(ann_file):
         ann_file = os.path.join(root, ann_file)
-    records = read_coco(ann_file, dict(category_map) if category_map else None)[:limit]
+    records = read_coco(ann_file, dict(category_map) if category_map else None)
     return WsolDataset(records, root, image_size=image_size, num_classes=num_classes, name="coco")

@@ -58,11 +58,11 @@ def read_cub(root: str, split: str = "test") -> list[Record]:
 
 @DATASETS.register("cub")
 def build_cub(
-    *, root: str, split: str = "test", image_size: int = 224, num_classes: int = 200, limit: int | None = None, **_
+    *, root: str, split: str = "test", image_size: int = 224, num_classes: int = 200
 ) -> WsolDataset:
     """CUB-200-2011 from its official folder (the one holding ``images.txt``)."""
     root = require_dir(root, "dataset.root")
-    records = read_cub(root, split)[:limit]
+    records = read_cub(root, split)
     return WsolDataset(
         records, os.path.join(root, "images"), image_size=image_size, num_classes=num_classes, name="cub"
     )

@@ -161,6 +161,6 @@ class DemoDataset(WsolDataset):
 
 
 @DATASETS.register("demo")
-def build_demo(*, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int = 1000, **_):
+def build_demo(*, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int = 1000):
     """The embedded offline demo dataset."""
     return DemoDataset(num_images=num_images, seed=seed, image_size=image_size, num_classes=num_classes)

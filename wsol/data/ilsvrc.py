@@ -83,11 +83,9 @@ def build_ilsvrc(
     synsets_file: str | None = None,
     image_size: int = 224,
     num_classes: int = 1000,
-    limit: int | None = None,
-    **_,
 ) -> WsolDataset:
     """ImageNet val images under ``root`` with XML boxes under ``ann_root`` (default: ``root``)."""
     root = require_dir(root, "dataset.root")
     ann_root = require_dir(ann_root or root, "dataset.ann_root")
-    records = read_ilsvrc(root, ann_root, synsets_file)[:limit]
+    records = read_ilsvrc(root, ann_root, synsets_file)
     return WsolDataset(records, root, image_size=image_size, num_classes=num_classes, name="ilsvrc")

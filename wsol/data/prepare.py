@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import WsolError
-from ..report.writer import atomic_write_text
+from ..io import atomic_write_text
 from .base import Record, _check_boxes
 
 __all__ = ["Report", "check_records", "find_file", "run_preparation", "unpack", "write_wsoleval_metadata"]

@@ -75,12 +75,10 @@ def build_wsoleval(
     mask_root: str | None = None,
     image_size: int = 224,
     num_classes: int = 1000,
-    limit: int | None = None,
-    **_: object,
 ) -> WsolDataset:
     """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``."""
     root = require_dir(root, "dataset.root")
-    records = read_wsoleval_metadata(metadata_root)[:limit]
+    records = read_wsoleval_metadata(metadata_root)
     has_masks = any(r.mask_paths for r in records)
     if has_masks and mask_root is None:
         raise WsolError("this split has masks (OpenImages): set dataset.mask_root=/path/to/masks")

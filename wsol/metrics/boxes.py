@@ -8,46 +8,101 @@ Definitions (Choe et al., *Evaluating WSOL Right*, CVPR 2020, and its reference 
 - top-1 loc = hit ∧ top-1 class correct; top-5 loc = hit ∧ GT class in the top 5; GT-known loc = hit;
   all three at the threshold that maximises GT-known loc (δ = 50, largest component), which in
   fixed-threshold mode is the one threshold.
-Counts are integers, so shards merge exactly by summing (:meth:`BoxAccumulator.merge`).
+
+The accumulator receives stage 4's results (:class:`wsol.localize.SweepResult`), never maps or config.
+It keeps integer hit counts, which merge across shards by summing, and a compact record per image
+(:class:`BoxRecords`: its map's peak, and at each of its distinct cut levels the largest region's box
+and the box of the region closest to a GT box, with its GT boxes): the per-image output at the
+threshold chosen at the end is read from them, and the counts are recomputed from them exactly
+(:meth:`BoxAccumulator.from_records`) when a run folder's partial results are loaded.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..box_sweep import reference_sweep_boxes, sweep_boxes
-from ..errors import WsolError
-from ..localize import box_iou, threshold_levels
+from ..localize import SweepResult, box_iou, threshold_levels
+from ..localize.sweep import sweep_levels
 
-__all__ = ["box_iou", "BoxAccumulator", "MODES", "ENGINES"]
+__all__ = ["BoxAccumulator", "BoxRecords", "MODES"]
 
 MODES = ("largest", "all")
-ENGINES = {"fast": sweep_boxes, "reference": reference_sweep_boxes}
+
+
+def _small(array: np.ndarray) -> np.ndarray:
+    """Non-negative box coordinates in the smallest unsigned type that holds them."""
+    array = np.asarray(array)
+    return array.astype(np.uint8 if not array.size or array.max() < 256 else np.uint16)
+
+
+@dataclass
+class BoxRecords:
+    """One batch's compact per-image box results (a few hundred bytes per image at 1,000 thresholds).
+
+    Image ``b`` owns ``largest[o_b:o_{b+1}]`` and ``best[o_b:o_{b+1}]``, one row per distinct cut level of
+    its thresholds in ascending order (the offsets follow from ``peaks`` and the thresholds), and
+    ``gt[g_b:g_{b+1}]`` with ``g`` the cumulative ``gt_count``.
+    """
+
+    peaks: np.ndarray  # uint8 [B]: the uint8 map's maximum
+    largest: np.ndarray  # uint8/16 [N, 4]: the largest region's box at each level
+    best: np.ndarray  # uint8/16 [N, 4]: a region box with the best IoU at each level
+    gt: np.ndarray  # uint8/16 [G, 4]: the GT boxes
+    gt_count: np.ndarray  # int64 [B]
+    top1: np.ndarray  # bool [B]
+    top5: np.ndarray  # bool [B]
+
+    @classmethod
+    def from_sweep(cls, sweep: SweepResult, peaks, gt_boxes, gt_valid, top1, top5) -> BoxRecords:
+        valid = np.asarray(gt_valid, dtype=bool)
+        return cls(
+            np.asarray(peaks, dtype=np.uint8), _small(sweep.box), _small(sweep.best_box),
+            _small(np.asarray(gt_boxes)[valid]), valid.sum(axis=1).astype(np.int64),
+            np.asarray(top1, dtype=bool), np.asarray(top5, dtype=bool),
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dict(vars(self))
+
+    def levels(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets [B + 1], index [B, T])`` of the entries, as :func:`~wsol.localize.sweep.sweep_levels`."""
+        offsets, _, index = sweep_levels(threshold_levels(thresholds, self.peaks))
+        return offsets, index
+
+    def ious(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(iou_largest [N], iou_all [N])``: each level's boxes against their image's GT boxes, by
+        :func:`~wsol.localize.box_iou` (bit for bit the engine's values)."""
+        offsets, _ = self.levels(thresholds)
+        owners = np.repeat(np.arange(len(self.peaks)), np.diff(offsets))
+        return self._best_ious(self.largest, owners), self._best_ious(self.best, owners)
+
+    def at(self, thresholds: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each image at threshold index ``t``: ``(iou_largest [B], iou_all [B], largest box [B, 4])``."""
+        entries = self.levels(thresholds)[1][:, t]
+        owners = np.arange(len(self.peaks))
+        box = self.largest[entries].astype(np.int64)
+        return self._best_ious(box, owners), self._best_ious(self.best[entries], owners), box
+
+    def _best_ious(self, boxes: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """The best IoU of each box ``[N, 4]`` with the GT boxes of its image ``owners [N]``."""
+        k = max(int(self.gt_count.max(initial=0)), 1)
+        gt, valid = np.zeros((len(self.peaks), k, 4), np.int64), np.arange(k)[None, :] < self.gt_count[:, None]
+        gt[valid] = self.gt
+        ious = box_iou(boxes.astype(np.int64)[:, None, :], gt[owners])[:, 0]  # [N, K]
+        return np.where(valid[owners], ious, -np.inf).max(axis=1)
 
 
 class BoxAccumulator:
-    """Integer hit counts per (mode, threshold, δ), plus optional per-image records.
+    """Integer hit counts per (mode, threshold, δ) and compact per-image records.
 
     Args:
         thresholds: ``[T]`` thresholds in ``[0, 1)``.
-        iou_thresholds: δ values in percent.
-        keep_records: keep each image's IoUs and largest box per cut level for per-image output.
-        backend: region rule, ``cc`` or ``contours`` (see :mod:`wsol.localize`).
-        engine: ``fast`` (:func:`wsol.box_sweep.sweep_boxes`, one union-find pass per map) or
-            ``reference`` (the scikit-image / OpenCV backend level by level); identical results.
+        iou_thresholds: δ values in percent (must include 50).
     """
 
-    def __init__(
-        self,
-        thresholds: np.ndarray,
-        iou_thresholds=(30, 50, 70),
-        keep_records: bool = True,
-        backend: str = "cc",
-        engine: str = "fast",
-    ) -> None:
-        if engine not in ENGINES:
-            raise WsolError(f"localize.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-        self.backend, self.engine = backend, engine
+    def __init__(self, thresholds: np.ndarray, iou_thresholds=(30, 50, 70)) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.deltas = tuple(int(d) for d in iou_thresholds)
         if 50 not in self.deltas:
@@ -59,39 +114,50 @@ class BoxAccumulator:
         self.count = 0
         self.fallbacks = 0  # cut levels the fast engine handed to the reference backend
         self.has_classes = True
-        self.keep_records = keep_records
-        self._records: list[tuple[np.ndarray, ...]] = []
+        self.records: list[BoxRecords] = []
+
+    def _add(self, ious: tuple[np.ndarray, np.ndarray], index: np.ndarray, top1: np.ndarray, top5: np.ndarray) -> None:
+        delta = np.array(self.deltas, dtype=np.float64) / 100
+        for m, level_ious in enumerate(ious):
+            hit = level_ious[index][:, :, None] >= delta  # [B, T, D]
+            self.hits[m] += hit.sum(axis=0)
+            self.hits_top1[m] += (hit & top1[:, None, None]).sum(axis=0)
+            self.hits_top5[m] += (hit & top5[:, None, None]).sum(axis=0)
+        self.count += len(index)
 
     def update(
         self,
-        maps_u8: np.ndarray,
+        sweep: SweepResult,
+        peaks: np.ndarray,
         gt_boxes: np.ndarray,
         gt_valid: np.ndarray,
         top1_correct: np.ndarray | None = None,
         top5_correct: np.ndarray | None = None,
     ) -> None:
-        """Add a batch: maps ``[B, H, W]`` uint8, GT boxes ``[B, K, 4]`` with ``gt_valid [B, K]``, flags ``[B]``.
+        """Add a batch: its localization (:func:`wsol.localize.localize`), the uint8 maps' maxima ``[B]``, GT boxes
+        ``[B, K, 4]`` with ``gt_valid [B, K]``, and class flags ``[B]``.
 
         Without class flags (maps from files) only the GT-known metrics are computed.
         """
+        n = len(sweep.index)
         if top1_correct is None or top5_correct is None:
             self.has_classes = False
-            top1_correct = top5_correct = np.zeros(len(maps_u8), dtype=bool)
-        peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
-        levels = threshold_levels(self.thresholds, peaks)  # [B, T]
-        sweep = ENGINES[self.engine](maps_u8, levels, gt_boxes, gt_valid, self.backend)
-        delta = np.array(self.deltas, dtype=np.float64) / 100
-        top1 = np.asarray(top1_correct, dtype=bool)[:, None, None]
-        top5 = np.asarray(top5_correct, dtype=bool)[:, None, None]
-        for m, ious in enumerate((sweep.iou_largest, sweep.iou_all)):
-            hit = ious[sweep.index][:, :, None] >= delta  # [B, T, D]
-            self.hits[m] += hit.sum(axis=0)
-            self.hits_top1[m] += (hit & top1).sum(axis=0)
-            self.hits_top5[m] += (hit & top5).sum(axis=0)
-        if self.keep_records:
-            self._records.append((peaks, sweep.offsets, sweep.level, sweep.iou_largest, sweep.iou_all, sweep.box))
+            top1_correct = top5_correct = np.zeros(n, dtype=bool)
+        top1, top5 = np.asarray(top1_correct, dtype=bool), np.asarray(top5_correct, dtype=bool)
+        self._add((sweep.iou_largest, sweep.iou_all), sweep.index, top1, top5)
+        self.records.append(BoxRecords.from_sweep(sweep, peaks, gt_boxes, gt_valid, top1, top5))
         self.fallbacks += sweep.fallbacks
-        self.count += len(maps_u8)
+
+    @classmethod
+    def from_records(
+        cls, thresholds: np.ndarray, iou_thresholds, records: BoxRecords, has_classes: bool, fallbacks: int
+    ) -> BoxAccumulator:
+        """An accumulator rebuilt from a batch's stored records: the counts are recomputed from the boxes."""
+        acc = cls(thresholds, iou_thresholds)
+        acc._add(records.ious(acc.thresholds), records.levels(acc.thresholds)[1], records.top1, records.top5)
+        acc.records.append(records)
+        acc.has_classes, acc.fallbacks = has_classes, fallbacks
+        return acc
 
     def merge(self, other: BoxAccumulator) -> None:
         """Add another accumulator's counts (shards of one dataset); records are appended."""
@@ -103,7 +169,7 @@ class BoxAccumulator:
         self.count += other.count
         self.fallbacks += other.fallbacks
         self.has_classes &= other.has_classes
-        self._records.extend(other._records)
+        self.records.extend(other.records)
 
     def box_acc(self, mode: str = "largest") -> np.ndarray:
         """BoxAcc ``[T, D]`` in percent."""
@@ -113,7 +179,7 @@ class BoxAccumulator:
         """Index of the threshold maximising GT-known loc (δ = 50, largest component); first on ties."""
         return int(np.argmax(self.hits[MODES.index("largest"), :, self.deltas.index(50)]))
 
-    def compute(self) -> dict[str, object]:
+    def compute(self) -> dict[str, float]:
         """MaxBoxAcc, MaxBoxAccV2 and its per-δ parts with their thresholds, and the loc metrics."""
         if self.count == 0:
             raise ValueError("no images were accumulated")
@@ -153,12 +219,9 @@ class BoxAccumulator:
 
     def image_results(self) -> list[dict[str, object]]:
         """Per image, at the loc threshold: best IoU (largest / all components) and the largest box."""
-        t = self.thresholds[self.best_threshold_index()]
+        best = self.best_threshold_index()
         out = []
-        for peaks, offsets, level, iou_largest, iou_all, box in self._records:
-            for b, peak in enumerate(peaks):
-                lo = offsets[b]
-                j = lo + int(np.searchsorted(level[lo : offsets[b + 1]], int(np.float64(t) * np.float64(peak))))
-                row = {"iou_largest": float(iou_largest[j]), "iou_all": float(iou_all[j])}
-                out.append({**row, "box": [int(v) for v in box[j]]})
+        for records in self.records:
+            for iou_largest, iou_all, box in zip(*records.at(self.thresholds, best), strict=True):
+                out.append({"iou_largest": float(iou_largest), "iou_all": float(iou_all), "box": box.tolist()})
         return out

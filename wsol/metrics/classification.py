@@ -1,13 +1,12 @@
-"""Classification accuracy."""
+"""Classification accuracy from the classifier's top-5 predictions."""
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 __all__ = ["topk_correct"]
 
 
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool ``[B]``: the label is among the ``k`` highest logits (``k`` capped at the class count)."""
-    k = min(k, logits.shape[1])
-    return (logits.topk(k, dim=1).indices == labels[:, None]).any(1)
+def topk_correct(topk: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Bool ``[B]``: the label is among the first ``k`` of each row's predictions ``topk [B, ≥k]`` (best first)."""
+    return (np.asarray(topk)[:, :k] == np.asarray(labels)[:, None]).any(axis=1)

@@ -81,9 +81,12 @@ def image_grid(
     cell: int = 160,
     label_width: int = 150,
     header: int = 22,
+    max_width: int = 1400,
 ) -> np.ndarray:
-    """Tile ``cells[r][c]`` (``uint8 [H, W, 3]``, resized to ``cell``; ``None`` left blank) with labels."""
+    """Tile ``cells[r][c]`` (``uint8 [H, W, 3]``, resized to ``cell``, smaller where the grid would be wider than
+    ``max_width`` pixels; ``None`` left blank) with labels."""
     rows, cols = len(cells), max((len(r) for r in cells), default=0)
+    cell = max(32, min(cell, (max_width - label_width - CELL_PAD) // max(cols, 1) - CELL_PAD))
     width, height = grid_size(rows, cols, cell, label_width, header)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)

@@ -1,4 +1,4 @@
-"""Run folder outputs, each written atomically (temporary file + rename)."""
+"""The run folder: tables, per-image rows, curves, and ``metrics.json`` last (each file atomically)."""
 
 from __future__ import annotations
 
@@ -6,29 +6,10 @@ import csv
 import io
 import json
 import os
-import tempfile
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_run"]
+from ..io import atomic_write_text
 
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode())
+__all__ = ["collect_runs", "write_run"]
 
 
 def _csv(rows: list[dict]) -> str:
@@ -54,3 +35,20 @@ def write_run(run_dir: str, *, config_yaml: str, summary: dict, images: list[dic
     for fmt, text in tables.items():
         atomic_write_text(os.path.join(run_dir, f"table.{fmt}"), text)
     atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+
+def collect_runs(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Summaries of finished runs (``metrics.json``, with its ``folder`` added) and ``(folder, reason)`` of
+    failed or unfinished ones."""
+    done, failed = [], []
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "partials" and d != "figures")
+        if "metrics.json" in files:
+            with open(os.path.join(folder, "metrics.json")) as f:
+                done.append({**json.load(f), "folder": folder})
+        elif "error.txt" in files:
+            with open(os.path.join(folder, "error.txt")) as f:
+                failed.append((os.path.relpath(folder, root), f.read().strip()))
+        elif os.path.isdir(os.path.join(folder, ".hydra")):
+            failed.append((os.path.relpath(folder, root), "unfinished (no metrics.json)"))
+    return done, failed

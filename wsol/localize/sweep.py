@@ -8,7 +8,7 @@ box, pixel count, first pixel in raster order and polygon area, so a level's lar
 best IoU of its regions with the GT boxes, and its box are read off the live roots. The cost is one
 pass over the pixels plus the live roots per level, whatever the number of thresholds.
 
-Two region rules, each identical to its reference backend in :mod:`wsol.localize`:
+Two region rules, each identical to its reference backend in :mod:`wsol.localize.regions`:
 
 ``cc``        regions = components; largest = most pixels, first in raster order on ties
               (scikit-image ``label`` numbers components in raster order of their first pixel).
@@ -27,12 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import WsolError
-from .localize import box_iou, region_boxes
+from .regions import box_iou, region_boxes
 
-__all__ = ["SweepResult", "RULES", "sweep_boxes", "reference_sweep_boxes", "sweep_levels"]
-
-RULES = ("cc", "contours")
+__all__ = ["SweepResult", "sweep_boxes", "reference_sweep_boxes", "sweep_levels"]
 
 
 @dataclass
@@ -48,6 +45,7 @@ class SweepResult:
     iou_largest: np.ndarray  # float64 [N]: IoU of the largest region with its best GT box
     iou_all: np.ndarray  # float64 [N]: best IoU over (all regions) × (GT boxes)
     box: np.ndarray  # int64 [N, 4]: the largest region's box
+    best_box: np.ndarray  # int64 [N, 4]: the box of a region with the best IoU (iou_all is its IoU)
     index: np.ndarray  # int64 [B, T]
     fallbacks: int = 0  # levels computed by the reference backend (contours rule: holes or ties)
 
@@ -56,7 +54,7 @@ def sweep_levels(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """Distinct levels of each row of ``levels [B, T]`` (ascending rows): ``(offsets, level, index)``."""
     levels = np.asarray(levels, dtype=np.int64)
     if levels.shape[1] and (np.diff(levels, axis=1) < 0).any():
-        raise WsolError("cut levels must be non-decreasing along the thresholds")
+        raise ValueError("cut levels must be non-decreasing along the thresholds")
     new = np.ones(levels.shape, dtype=bool)
     new[:, 1:] = levels[:, 1:] != levels[:, :-1]
     counts = new.sum(axis=1)
@@ -65,23 +63,38 @@ def sweep_levels(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return offsets, levels[new], index
 
 
-def _reference_entry(map_u8: np.ndarray, level: int, gt: np.ndarray, backend: str) -> tuple[float, float, np.ndarray]:
-    """``(iou_largest, iou_all, largest box)`` of one level from a reference backend."""
-    boxes, largest = region_boxes(map_u8 > level, backend)
+def _reference_entry(map_u8: np.ndarray, level: int, gt: np.ndarray, rule: str):
+    """``(iou_largest, iou_all, largest box, best box)`` of one level from a reference backend."""
+    boxes, largest = region_boxes(map_u8 > level, rule)
     ious = box_iou(boxes, gt).max(axis=1)
-    return float(ious[largest]), float(ious.max()), boxes[largest]
+    best = int(np.argmax(ious))
+    return float(ious[largest]), float(ious[best]), boxes[largest], boxes[best]
+
+
+def _prepare(maps_u8, levels, gt_boxes, gt_valid):
+    maps_u8 = np.ascontiguousarray(maps_u8, dtype=np.uint8)
+    gt_boxes = np.ascontiguousarray(gt_boxes, dtype=np.int64).reshape(len(maps_u8), -1, 4)
+    gt_valid = np.ascontiguousarray(gt_valid, dtype=np.bool_).reshape(len(maps_u8), -1)
+    if len(maps_u8) and not gt_valid.any(axis=1).all():
+        raise ValueError("every map needs at least one valid GT box")
+    return maps_u8, gt_boxes, gt_valid, *sweep_levels(levels)
 
 
 def reference_sweep_boxes(maps_u8, levels, gt_boxes, gt_valid, rule: str = "cc") -> SweepResult:
     """:func:`sweep_boxes` computed level by level with the reference backend (scikit-image or OpenCV)."""
-    offsets, level, index = sweep_levels(levels)
+    maps_u8, gt_boxes, gt_valid, offsets, level, index = _prepare(maps_u8, levels, gt_boxes, gt_valid)
     n = len(level)
-    out = SweepResult(offsets, level, np.zeros(n), np.zeros(n), np.zeros((n, 4), dtype=np.int64), index)
+    out = SweepResult(offsets, level, np.zeros(n), np.zeros(n), np.zeros((n, 4), np.int64), np.zeros((n, 4), np.int64),
+                      index)
     for b in range(len(maps_u8)):
-        gt = np.asarray(gt_boxes[b])[np.asarray(gt_valid[b], dtype=bool)]
         for j in range(offsets[b], offsets[b + 1]):
-            out.iou_largest[j], out.iou_all[j], out.box[j] = _reference_entry(maps_u8[b], int(level[j]), gt, rule)
+            _set_reference(out, j, maps_u8[b], gt_boxes[b][gt_valid[b]], rule)
     return out
+
+
+def _set_reference(out: SweepResult, j: int, map_u8: np.ndarray, gt: np.ndarray, rule: str) -> None:
+    out.iou_largest[j], out.iou_all[j], out.box[j], out.best_box[j] = _reference_entry(map_u8, int(out.level[j]), gt,
+                                                                                       rule)
 
 
 def sweep_boxes(maps_u8, levels, gt_boxes, gt_valid, rule: str = "cc") -> SweepResult:
@@ -93,26 +106,17 @@ def sweep_boxes(maps_u8, levels, gt_boxes, gt_valid, rule: str = "cc") -> SweepR
         gt_boxes: ``[B, K, 4]`` GT boxes (x0, y0, x1, y1, inclusive) with ``gt_valid [B, K]``, ≥ 1 valid per map.
         rule: ``cc`` or ``contours`` (see the module docstring).
     """
-    if rule not in RULES:
-        raise WsolError(f"localize.backend must be one of {', '.join(RULES)}, got {rule!r}")
-    maps_u8 = np.ascontiguousarray(maps_u8, dtype=np.uint8)
-    offsets, level, index = sweep_levels(levels)
-    gt_boxes = np.ascontiguousarray(gt_boxes, dtype=np.int64).reshape(len(maps_u8), -1, 4)
-    gt_valid = np.ascontiguousarray(gt_valid, dtype=np.bool_).reshape(len(maps_u8), -1)
-    if len(maps_u8) and not gt_valid.any(axis=1).all():
-        raise WsolError("every map needs at least one valid GT box")
-    kernel = _kernel()
-    iou_largest, iou_all, box, defer = kernel(
-        maps_u8, offsets, level, gt_boxes, gt_valid, rule == "contours", *_QUAD_TABLES, *_NEIGHBOUR_GROUPS
+    maps_u8, gt_boxes, gt_valid, offsets, level, index = _prepare(maps_u8, levels, gt_boxes, gt_valid)
+    iou_largest, iou_all, box, best_box, defer = _kernel()(
+        maps_u8, offsets, level, gt_boxes, gt_valid, {"cc": False, "contours": True}[rule], *_QUAD_TABLES,
+        *_NEIGHBOUR_GROUPS,
     )
-    out = SweepResult(offsets, level, iou_largest, iou_all, box, index)
+    out = SweepResult(offsets, level, iou_largest, iou_all, box, best_box, index)
     deferred = np.flatnonzero(defer)
-    if len(deferred):
-        owner = np.searchsorted(offsets, deferred, side="right") - 1
-        for j, b in zip(deferred, owner, strict=True):
-            gt = gt_boxes[b][gt_valid[b]]
-            out.iou_largest[j], out.iou_all[j], out.box[j] = _reference_entry(maps_u8[b], int(level[j]), gt, rule)
-        out.fallbacks = len(deferred)
+    owners = np.searchsorted(offsets, deferred, side="right") - 1
+    for j, b in zip(deferred, owners, strict=True):
+        _set_reference(out, j, maps_u8[b], gt_boxes[b][gt_valid[b]], rule)
+    out.fallbacks = len(deferred)
     return out
 
 
@@ -169,8 +173,8 @@ _NEIGHBOUR_GROUPS = _neighbour_groups()
 
 
 def _kernel():
-    """The compiled pass (:mod:`wsol.box_kernels`, imported on first use: numba and the cached machine code
+    """The compiled pass (:mod:`wsol.localize.kernels`, imported on first use: numba and the cached machine code
     load only when a sweep runs)."""
-    from .box_kernels import kernel
+    from .kernels import kernel
 
     return kernel

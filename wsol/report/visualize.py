@@ -14,15 +14,19 @@ import json
 import os
 
 import numpy as np
+import torch
 from PIL import Image
 
-from .errors import WsolError
-from .report import atomic_write_text
-from .report.figures import curves_figure, image_grid, overlay, png_bytes, safe_name
-from .report.html import figure, page, section
-from .report.writer import atomic_write_bytes
+from ..data import build_dataset, collate
+from ..errors import WsolError
+from ..io import atomic_write_bytes, atomic_write_text
+from ..maps import eval_maps
+from ..scoring import FileScorer, MapCache
+from .figures import curves_figure, image_grid, overlay, png_bytes, safe_name
+from .html import figure, page, section
+from .writer import collect_runs
 
-__all__ = ["select_images", "write_run_report", "write_sweep_report", "run_label"]
+__all__ = ["select_images", "write_run_report", "write_sweep_report", "run_labels"]
 
 FIGURES = "figures"
 SHOWN = "shown.json"  # per run: the overlays shown, {"sample" | "best" | "worst": [[id, file], ...]}
@@ -54,10 +58,46 @@ def _caption(row: dict) -> str:
     return f"{row['id']} · IoU {100 * float(iou):.1f}" if iou not in (None, "") else row["id"]
 
 
+def _samples(config: dict, summary: dict, ids: list[str], run_dir: str) -> dict[str, tuple]:
+    """For figures: ``id → (image uint8 [S, S, 3], map [S, S] in [0, 1], GT boxes [K, 4])`` at eval size, the maps
+    read from where the run kept them (its map cache, its ``maps/`` folder, or the files it evaluated)."""
+    dataset_args = {k: v for k, v in config["dataset"].items() if k != "name"}
+    # every record with its label: the ids asked for are ones the run evaluated
+    dataset = build_dataset(config["dataset"]["name"], num_classes=1 << 30, **dataset_args)
+    dataset.keep_first(config.get("limit"))
+    position = {r.image_id: i for i, r in enumerate(dataset.records)}
+    positions = [position[i] for i in dict.fromkeys(ids) if i in position]
+    batch = collate([dataset[p] for p in positions])
+    maps: dict[str, torch.Tensor] = {}
+    if config["method"]["name"] == "from_files":
+        scorer = FileScorer(config["method"]["maps_dir"], torch.device("cpu"))
+        scores = scorer(0, batch)
+        maps.update(zip([i for i, r in zip(batch.ids, scores.reasons, strict=True) if r is None], scores.maps,
+                        strict=True))
+    else:
+        folder = summary.get("maps") and os.path.join(run_dir, summary["maps"])  # relative: inside the run folder
+        if not folder or not os.path.isdir(folder):
+            raise WsolError(
+                "this run kept no score maps (cache_dir=null and report=false): run it again with report=true"
+            )
+        cache = MapCache(os.path.dirname(folder), os.path.basename(folder))
+        for index in sorted({p // int(config["batch_size"]) for p in positions}):
+            entry = cache.get(index)
+            if entry is not None:
+                maps.update(zip(entry.ids, entry.maps, strict=True))
+    localize = config["localize"]
+    out = {}
+    for j, image_id in enumerate(batch.ids):
+        if image_id in maps:
+            eval_map = eval_maps(maps[image_id][None].float(), dataset.image_size, localize["resize"],
+                                 localize["normalize"])[0][0]
+            boxes = batch.boxes[j][batch.box_valid[j]].numpy()
+            out[image_id] = (batch.images[j].permute(1, 2, 0).numpy(), eval_map.numpy(), boxes)
+    return out
+
+
 def write_run_report(run_dir: str, config: dict) -> str:
     """Write ``figures/`` and ``report.html`` into a finished run folder; return the report's path."""
-    from .pipeline import Evaluation
-
     with open(os.path.join(run_dir, "metrics.json")) as f:
         summary = json.load(f)
     rows = _read_csv(os.path.join(run_dir, "per_image.csv"))
@@ -65,7 +105,7 @@ def write_run_report(run_dir: str, config: dict) -> str:
     options = config.get("figures") or {}
     chosen = select_images(rows, int(options.get("num_images", 8)), int(options.get("extremes", 4)))
     wanted = [i for ids in chosen.values() for i in ids]
-    samples = Evaluation(config).samples(wanted) if wanted else {}
+    samples = _samples(config, summary, wanted, run_dir) if wanted else {}
     by_id = {r["id"]: r for r in rows}
     figures_dir = os.path.join(run_dir, FIGURES)
     written: dict[str, str] = {}
@@ -80,7 +120,7 @@ def write_run_report(run_dir: str, config: dict) -> str:
         written[image_id] = name
     shown = {key: [(i, written[i]) for i in ids if i in written] for key, ids in chosen.items()}
     atomic_write_text(os.path.join(figures_dir, SHOWN), json.dumps(shown, indent=1) + "\n")
-    label = run_label(summary)
+    label = run_labels([summary])[0]
     body = section("Table", _read(os.path.join(run_dir, "table.html")))
     if curves:
         best = summary["metrics"].get("loc_threshold")
@@ -124,25 +164,37 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def run_label(summary: dict, keys: tuple[str, ...] = ("method", "model", "layer")) -> str:
-    """``method · model · layer`` (and any extra overrides) of a run's ``metrics.json``."""
-    parts = [str(summary.get(k)) for k in keys if summary.get(k)]
-    extra = [o for o in summary.get("overrides") or [] if o.split("=")[0] not in ("method", "model", "model.layer")]
-    extra = [o for o in extra if not o.startswith(("hydra", "report", "figures", "limit"))]
-    return " · ".join(parts + extra)
+_IDENTITY = ("method", "model", "layer", "dataset")
+_SAME_AS_IDENTITY = {"method", "model", "model.layer", "dataset"}  # overrides that set an identity field
+
+
+def run_labels(summaries: list[dict]) -> list[str]:
+    """Each run's label: the values of what varies across ``summaries`` (``features.15`` in a layer sweep,
+    ``gradcam · features.15`` when methods vary too); a lone run is ``method · model · layer``."""
+
+    def facts(summary: dict) -> dict[str, str]:
+        out = {k: str(summary.get(k)) for k in _IDENTITY if summary.get(k)}
+        pairs = (o.lstrip("+~").split("=", 1) for o in summary.get("overrides") or [] if "=" in o)
+        out.update((k, v) for k, v in pairs if k not in _SAME_AS_IDENTITY)
+        return out
+
+    all_facts = [facts(s) for s in summaries]
+    keys = list(dict.fromkeys(k for f in all_facts for k in f))
+    varying = [k for k in keys if len({f.get(k) for f in all_facts}) > 1] if len(summaries) > 1 else []
+    shown = varying or [k for k in ("method", "model", "layer") if k in keys]
+    return [" · ".join(f[k] for k in shown if k in f) for f in all_facts]
 
 
 def write_sweep_report(sweep_dir: str) -> str:
     """Write ``figures/`` and ``report.html`` for a sweep folder whose runs have their own reports."""
-    from .aggregate import collect_runs
 
     summaries, failed = collect_runs(sweep_dir)
     runs = [(summary["folder"], summary) for summary in summaries]
     if not runs:
         raise WsolError(f"no finished runs under {sweep_dir}")
-    varying = [k for k in ("method", "model", "layer", "dataset") if len({str(s.get(k)) for _, s in runs}) > 1]
-    keys = tuple(varying or ["method"])
-    labels = [run_label(s, keys) for _, s in runs]
+    varying = [k for k in _IDENTITY if len({str(s.get(k)) for _, s in runs}) > 1]
+    keys = tuple(varying or ["run"])
+    labels = run_labels([s for _, s in runs])
     figures_dir = os.path.join(sweep_dir, FIGURES)
     body = section(
         "Table",

@@ -1,4 +1,4 @@
-"""The compiled union-find pass of :mod:`wsol.box_sweep` (numba).
+"""The compiled union-find pass of :mod:`wsol.localize.sweep` (numba).
 
 Every function here is compiled at module level with ``cache=True``, so numba keeps the machine code
 on disk and a new process loads it instead of compiling: next to this file (``__pycache__``) where
@@ -55,8 +55,9 @@ def best_iou(box, gt, valid):
 
 
 @numba.njit(cache=True)
-def one_map(m, lv, gt, valid, contours, tables, iou_l, iou_a, box, defer):
-    """Fill ``iou_l``, ``iou_a``, ``box`` and ``defer`` for the ascending distinct levels ``lv`` of map ``m``."""
+def one_map(m, lv, gt, valid, contours, tables, iou_l, iou_a, box, best_box, defer):
+    """Fill ``iou_l``, ``iou_a``, ``box`` (the largest region's), ``best_box`` (the region with the best IoU)
+    and ``defer`` for the ascending distinct levels ``lv`` of map ``m``."""
     d_euler4, d_area2, n_groups, group_first = tables
     h, w = m.shape
     n = h * w
@@ -128,14 +129,17 @@ def one_map(m, lv, gt, valid, contours, tables, iou_l, iou_a, box, defer):
         live = 0
         best = -1
         tied = False  # (contours) another root with the largest area and a different box
-        best_all = 0.0
+        best_all = -1.0
+        best_all_root = -1
         for i in range(n_roots):
             r = roots[i]
             if parent[r] != r:
                 continue
             roots[live] = r
             live += 1
-            best_all = max(best_all, best_iou(region_box(node, r, w, h), gt, valid))
+            iou = best_iou(region_box(node, r, w, h), gt, valid)
+            if iou > best_all:
+                best_all, best_all_root = iou, r
             if best < 0:
                 best = r
                 continue
@@ -146,22 +150,25 @@ def one_map(m, lv, gt, valid, contours, tables, iou_l, iou_a, box, defer):
                 tied = tied or not (node[r, X0 : Y1 + 1] == node[best, X0 : Y1 + 1]).all()
         n_roots = live
         largest = region_box(node, best, w, h) if live else (0, 0, 0, 0)  # empty foreground: (0, 0, 0, 0)
+        closest = region_box(node, best_all_root, w, h) if live else (0, 0, 0, 0)
         iou_l[j] = best_iou(largest, gt, valid)
         iou_a[j] = best_all if live else iou_l[j]
         box[j, 0], box[j, 1], box[j, 2], box[j, 3] = largest
+        best_box[j, 0], best_box[j, 1], best_box[j, 2], best_box[j, 3] = closest
         defer[j] = contours and (tied or 4 * live != euler4)  # a hole or a tie: the reference decides
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def kernel(maps, offsets, levels, gt, valid, contours, d_euler4, d_area2, n_groups, group_first):
     total = len(levels)
     iou_l = np.zeros(total)
     iou_a = np.zeros(total)
     box = np.zeros((total, 4), np.int64)
+    best_box = np.zeros((total, 4), np.int64)
     defer = np.zeros(total, np.bool_)
     for b in numba.prange(len(maps)):
         lo, hi = offsets[b], offsets[b + 1]
         tables = (d_euler4, d_area2, n_groups, group_first)
         one_map(maps[b], levels[lo:hi], gt[b], valid[b], contours, tables, iou_l[lo:hi], iou_a[lo:hi], box[lo:hi],
-                defer[lo:hi])
-    return iou_l, iou_a, box, defer
+                best_box[lo:hi], defer[lo:hi])
+    return iou_l, iou_a, box, best_box, defer

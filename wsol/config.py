@@ -1,0 +1,382 @@
+"""Typed configs: one dataclass schema per config group, registered in Hydra's ConfigStore.
+
+Composition itself rejects an unknown key or a value of the wrong type; :func:`check_overrides` turns
+Hydra's message into one line naming the valid keys or the expected type, and :func:`validate`
+checks the values the types cannot (ranges, option pairs) before any work starts. Defaults live once:
+here, or in the signatures of the dataset builders and CAM methods, whose schemas are derived from
+them (config groups mirror the code's registries: ``method=<name>`` is every registered method,
+``dataset=<name>`` every dataset format). The ``model``, ``localize`` and ``protocol`` groups are YAML
+presets (``conf/``) of the schemas below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from .errors import WsolError
+from .registry import close_matches
+
+__all__ = [
+    "CONF_DIR",
+    "WsolConfig",
+    "ModelConfig",
+    "LocalizeConfig",
+    "EvalConfig",
+    "SpeedConfig",
+    "ShardConfig",
+    "FiguresConfig",
+    "TableConfig",
+    "check_overrides",
+    "compose_config",
+    "group_choices",
+    "protocol_label",
+    "register_configs",
+    "to_dict",
+    "validate",
+]
+
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+GROUPS = ("dataset", "model", "method", "localize", "protocol")
+
+
+class Mode(enum.StrEnum):
+    sweep = "sweep"  # every threshold of np.arange(0, 1, interval): MaxBoxAcc / V2 choose one dataset-wide
+    fixed = "fixed"  # one threshold
+
+
+class Resize(enum.StrEnum):
+    bicubic = "bicubic"
+    bilinear = "bilinear"
+    nearest = "nearest"
+
+
+class Normalize(enum.StrEnum):
+    after_resize = "after_resize"  # wsolevaluation's inference.py: resize, then min-max
+    before_resize = "before_resize"  # pytorch-grad-cam's scale_cam_image: min-max (+1e-7), then resize
+
+
+class Rule(enum.StrEnum):
+    cc = "cc"  # 8-connected components
+    contours = "contours"  # the reference's cv2.findContours(RETR_TREE), holes too
+
+
+class Engine(enum.StrEnum):
+    fast = "fast"  # one union-find pass per map for every threshold
+    reference = "reference"  # scikit-image / OpenCV level by level (identical results)
+
+
+class Target(enum.StrEnum):
+    gt = "gt"  # maps of the GT class (GT-known)
+    top1 = "top1"  # maps of the top-1 prediction
+
+
+class Fusion(enum.StrEnum):
+    mean = "mean"
+    max = "max"
+    layercam = "layercam"
+
+
+class Precision(enum.StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # a torchvision classifier or efficientnet_lite0 (conf/model/)
+    weights: str | None = "DEFAULT"  # torchvision weights enum name; null: random init
+    checkpoint: str | None = None  # a local state_dict (fine-tuned), with num_classes
+    num_classes: int | None = None
+    layer: Any = None  # a dotted module name, or a list of them (fused); null: found by structure
+    fusion: Fusion = Fusion.mean  # several layers: mean | max of min-max maps, layercam: max of tanh(2M/max M)
+
+
+@dataclass
+class LocalizeConfig:
+    mode: Mode = MISSING
+    interval: float | None = MISSING  # sweep: np.arange(0, 1, interval); also the PxAP bin width
+    threshold: float | None = MISSING  # fixed: the one threshold, a fraction of the map's max
+    backend: Rule = MISSING
+    resize: Resize = Resize.bicubic  # map upsampling to the eval size
+    normalize: Normalize = Normalize.after_resize
+    engine: Engine = Engine.fast
+
+
+@dataclass
+class EvalConfig:
+    target: Target = Target.gt
+    iou_thresholds: list[int] = field(default_factory=lambda: [30, 50, 70])
+    records: bool = True  # per-image IoU and box in per_image.csv
+    pointing_tolerance: float = 15.0  # pixels at the eval size (TorchRay's default)
+
+
+@dataclass
+class SpeedConfig:
+    precision: Precision = Precision.fp32  # bf16: autocast the forward and backward; maps stay float32
+    channels_last: bool = False
+    compile: Any = False  # true, or a torch.compile mode (reduce-overhead, max-autotune): all but the target layer
+    overlap: bool = True  # localize and accumulate batch i on a CPU thread while batch i+1 is scored
+    box_threads: int | None = None  # threads of the box engine (numba); null: every core
+
+
+@dataclass
+class ShardConfig:
+    index: int = 0  # evaluate contiguous shard index of count, then python -m wsol.merge
+    count: int = 1
+
+
+@dataclass
+class FiguresConfig:
+    num_images: int = 8  # sample shown per run: evenly spaced over the evaluated images
+    extremes: int = 4  # best and worst localized images shown
+    colormap: str = "jet"  # any Matplotlib colormap
+    alpha: float = 0.5  # map opacity over the image
+
+
+@dataclass
+class TableConfig:
+    protocol: str | None = None  # set by the protocol preset
+    requires: dict[str, Any] = field(default_factory=dict)  # the settings that define the preset
+    columns: list[str] | None = None  # metrics.json keys to show; null = all
+
+
+@dataclass
+class WsolConfig:
+    dataset: Any = MISSING  # a dataset format's schema (derived from its builder)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Any = MISSING  # a CAM method's schema (derived from its options)
+    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 32
+    num_workers: Any = "auto"  # DataLoader workers: auto = the cores this process may use, less one
+    limit: int | None = None  # evaluate only the first N images of the split
+    seed: int = 0  # seed of the stochastic methods; sweeps over seeds aggregate as mean ± std
+    cache_dir: str | None = "${oc.env:WSOL_CACHE,'~/.cache/wsol'}"  # score maps per batch; null: off
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    image_cache: bool = False  # keep decoded eval-size images under cache_dir/images for sweeps
+    save_maps: bool = False  # write each normalised map to maps_dir/<image_id>.npy (wsolevaluation's layout)
+    maps_dir: str | None = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    report: bool = False  # figures/ and report.html in the run folder (and the sweep folder)
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
+    progress: Any = "auto"  # auto: a bar on a terminal, a line every 30 s otherwise; false: none
+    table: TableConfig = field(default_factory=TableConfig)
+
+
+def schema_from_signature(name: str, functions: list, exclude: tuple[str, ...] = ()) -> Any:
+    """A dataclass with ``name`` and the keyword-only parameters of ``functions`` (types and defaults from
+    their signatures; no default → required)."""
+    fields: dict[str, tuple] = {}
+    for function in functions:
+        hints = typing.get_type_hints(function)
+        for p in inspect.signature(function).parameters.values():
+            if p.kind is not p.KEYWORD_ONLY or p.name in exclude or p.name in fields:
+                continue
+            default = MISSING if p.default is p.empty else p.default
+            fields[p.name] = (p.name, hints.get(p.name, Any), field(default=default))
+    spec = [("name", str, field(default=name)), *fields.values()]
+    return dataclasses.make_dataclass(f"{name.title().replace('_', '')}Config", spec)
+
+
+def register_configs() -> None:
+    """Register the top-level schema, and one schema per dataset format and CAM method, in the ConfigStore."""
+    from .cams import METHODS
+    from .data import DATASETS
+
+    store = ConfigStore.instance()
+    store.store(name="wsol_schema", node=WsolConfig)
+    for name in DATASETS.names():
+        node = schema_from_signature(name, [DATASETS.get(name)], exclude=("num_classes",))
+        store.store(group="dataset", name=name, node=node)
+    for name in METHODS.names():
+        classes = [c.__init__ for c in METHODS.get(name).__mro__ if "__init__" in vars(c) and c is not object]
+        store.store(group="method", name=name, node=schema_from_signature(name, classes, ("fusion", "seed")))
+    from_files = dataclasses.make_dataclass(
+        "FromFilesConfig", [("name", str, field(default="from_files")), ("maps_dir", str, field(default=MISSING))]
+    )
+    store.store(group="method", name="from_files", node=from_files)
+
+
+register_configs()
+
+
+def group_choices(group: str) -> list[str]:
+    """The choices of a config group: its ConfigStore entries and its YAML files."""
+    stored = ConfigStore.instance().repo.get(group, {})
+    files = os.listdir(os.path.join(CONF_DIR, group)) if os.path.isdir(os.path.join(CONF_DIR, group)) else []
+    return sorted({name.removesuffix(".yaml") for name in [*stored, *files] if name.endswith(".yaml")})
+
+
+def _describe(annotation: Any) -> str:
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(m.value for m in annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return f"{_describe(inner[0])} or null"
+    if origin is list:
+        plural = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+        return f"a list of {plural.get(typing.get_args(annotation)[0], 'values')}"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(annotation, str(annotation))
+
+
+def _keys_of(cfg: DictConfig, path: list[str]) -> list[str]:
+    node = cfg
+    for key in path:
+        node = node[key] if isinstance(node, DictConfig) and key in node else None
+    return list(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _one_line(error: Exception, override: str, defaults: DictConfig) -> str:
+    """Hydra's composition error as one line: the unknown key with the valid ones, or the expected type."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    unknown = (ConfigKeyError, ConfigAttributeError)
+    cause = error
+    while cause.__cause__ is not None and not isinstance(cause, (*unknown, ValidationError)):
+        cause = cause.__cause__
+    key = override.lstrip("+~").split("=", 1)[0]
+    path = key.split(".")
+    if isinstance(cause, unknown):
+        valid = _keys_of(defaults, path[:-1])
+        hint = close_matches(path[-1], valid)
+        where = f"{'.'.join(path[:-1])}." if len(path) > 1 else ""
+        suggestion = f"; did you mean: {', '.join(where + h for h in hint)}" if hint else ""
+        scope = f"of {'.'.join(path[:-1])}" if len(path) > 1 else "at the top level"
+        return f"unknown config key {key!r}{suggestion} (the keys {scope}: {', '.join(valid)})"
+    if isinstance(cause, ValidationError):
+        value = override.split("=", 1)[1] if "=" in override else ""
+        parent = OmegaConf.select(defaults, ".".join(path[:-1])) if len(path) > 1 else defaults
+        node = parent._get_node(path[-1]) if isinstance(parent, DictConfig) and path[-1] in parent else None
+        expected = _describe(node._metadata.ref_type) if node is not None else str(cause).splitlines()[0]
+        return f"{key}={value}: expected {expected}"
+    return str(error).splitlines()[0]
+
+
+def compose_config(overrides: list[str] = (), conf_dir: str = CONF_DIR) -> DictConfig:
+    """The composed (untyped-view) config of ``overrides``, as ``python -m wsol.run`` composes it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def _sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """One override list per value of each swept key (the others at their first value): composing each checks
+    every value a multirun will use."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra")])
+    first = [f"{p.get_key_element()}={next(iter(p.sweep_string_iterator()))}" if p.is_sweep_override() else p.input_line
+             for p in parsed]
+    variants = [first]
+    for i, p in enumerate(parsed):
+        if p.is_sweep_override():
+            for value in list(p.sweep_string_iterator())[1:]:
+                variants.append(first[:i] + [f"{p.get_key_element()}={value}"] + first[i + 1 :])
+    return variants
+
+
+def check_overrides(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
+    """Compose every configuration a command line asks for (each value of a sweep) and validate it; a
+    problem is one :class:`WsolError` line, before any work starts."""
+    from hydra.errors import HydraException, OverrideParseException
+
+    for arg in overrides:  # an unknown group choice names the closest ones
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and key in GROUPS and value not in ("", "null"):
+            choices = group_choices(key)
+            for name in value.split(","):
+                if name not in choices:
+                    hint = close_matches(name, choices) or choices[:8]
+                    raise WsolError(f"unknown {key} {name!r}; did you mean: {', '.join(hint)}")
+    try:
+        variants = _sweep_variants([o for o in overrides if o not in ("-m", "--multirun")])
+    except OverrideParseException as e:
+        raise WsolError(f"cannot parse the overrides: {str(e).splitlines()[0]}") from None
+    for variant in variants:
+        try:
+            cfg = compose_config(variant, conf_dir)
+        except (HydraException, ValueError) as error:
+            for i in range(1, len(variant) + 1):  # the first override that fails, against the config before it
+                try:
+                    compose_config(variant[:i], conf_dir)
+                except (HydraException, ValueError) as e:
+                    raise WsolError(_one_line(e, variant[i - 1], compose_config(variant[: i - 1], conf_dir))) from None
+            raise WsolError(str(error).splitlines()[0]) from None
+        validate(cfg)
+
+
+def to_dict(cfg) -> dict:
+    """A config (typed or not) as plain containers, enums as their values."""
+    container = OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg),
+                                       resolve=True, enum_to_str=True)
+    return container
+
+
+def validate(cfg: DictConfig) -> None:
+    """The checks types cannot express; one :class:`WsolError` line each."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = [k for k in missing if not k.startswith("localize.") or k.split(".")[1] in ("mode", "backend")]
+    if missing:
+        raise WsolError(f"{missing[0]} is not set (pass {missing[0]}=...)")
+    if cfg.batch_size < 1:
+        raise WsolError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise WsolError(f"limit must be at least 1 or null, got {cfg.limit}")
+    loc = cfg.localize
+    if loc.mode == Mode.sweep and not (loc.interval is not None and 0 < loc.interval < 1):
+        raise WsolError(f"localize.interval must be in (0, 1) for a sweep, got {loc.interval}")
+    if loc.mode == Mode.fixed and not (loc.threshold is not None and 0 <= loc.threshold < 1):
+        raise WsolError(f"localize.threshold must be in [0, 1) in fixed mode, got {loc.threshold}")
+    deltas = list(cfg.eval.iou_thresholds)
+    if 50 not in deltas or any(not 0 < d < 100 for d in deltas):
+        raise WsolError(f"eval.iou_thresholds must be percentages in (0, 100) and include 50, got {deltas}")
+    if cfg.shard.count < 1 or not 0 <= cfg.shard.index < cfg.shard.count:
+        raise WsolError(f"shard.index must be in [0, shard.count), got {cfg.shard.index} of {cfg.shard.count}")
+    if cfg.num_workers != "auto" and not (isinstance(cfg.num_workers, int) and cfg.num_workers >= 0):
+        raise WsolError(f"num_workers must be auto or a number ≥ 0, got {cfg.num_workers!r}")
+    if cfg.progress not in ("auto", True, False):
+        raise WsolError(f"progress must be auto, true or false, got {cfg.progress!r}")
+    modes = (False, True, "default", "reduce-overhead", "max-autotune")
+    if cfg.speed.compile not in modes:
+        raise WsolError(f"speed.compile must be false, true or a torch.compile mode ({', '.join(modes[2:])}), got "
+                        f"{cfg.speed.compile!r}")
+    if cfg.speed.box_threads is not None and cfg.speed.box_threads < 1:
+        raise WsolError(f"speed.box_threads must be at least 1 or null, got {cfg.speed.box_threads}")
+    if cfg.save_maps and not cfg.maps_dir:
+        raise WsolError("save_maps=true needs maps_dir=/path/to/folder")
+    if cfg.figures.num_images < 0 or cfg.figures.extremes < 0 or not 0 <= cfg.figures.alpha <= 1:
+        raise WsolError("figures.num_images and figures.extremes must be ≥ 0 and figures.alpha in [0, 1]")
+
+
+def _lookup(config: dict, dotted: str):
+    for key in dotted.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def protocol_label(config) -> tuple[str | None, dict[str, object]]:
+    """The run's protocol name, and the settings it changed from the preset's ``table.requires``.
+
+    A run whose settings differ from its preset's is labelled ``custom`` (a table never names a protocol
+    whose settings the run did not use); the changes are reported beside it.
+    """
+    config = config if isinstance(config, dict) else to_dict(config)
+    table = config.get("table") or {}
+    name, requires = table.get("protocol"), table.get("requires") or {}
+    changed = {key: _lookup(config, key) for key, value in requires.items() if _lookup(config, key) != value}
+    return ("custom" if changed else name), changed

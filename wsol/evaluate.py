@@ -1,0 +1,439 @@
+"""One evaluation, the loop over batches through the stages:
+
+    data (wsol.data) → scoring (wsol.scoring) → maps (wsol.maps) → localization (wsol.localize)
+    → metrics (wsol.metrics) → run folder and reports (wsol.report)
+
+:class:`Evaluation` builds the stages from a typed config; :func:`evaluate` runs the loop. While
+batch ``i + 1`` is scored (the model, on the accelerator), batch ``i`` is turned into eval-size maps,
+localized and accumulated on a CPU thread (``speed.overlap``; the box kernels release the GIL), with
+at most two batches in flight so memory stays flat. Every batch gives a :class:`BatchResult` of
+additive accumulators, merged in batch order by :func:`finalize`: a serial run, an overlapped one, a
+run resumed after a kill (:class:`~wsol.state.PartialStore`) and shards merged afterwards
+(:func:`merge_shards`) give the same numbers, bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import logging
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import __version__
+from .cams import build_method
+from .cams.from_files import save_maps
+from .config import to_dict, validate
+from .data import build_dataset, collate
+from .data.base import Batch
+from .errors import WsolError
+from .localize import localize, sweep_thresholds
+from .maps import eval_maps, quantize
+from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_correct
+from .models import build_model, compile_around, default_layer
+from .progress import Progress
+from .scoring import FileScorer, MapCache, ModelScorer, Scores, resolve_device
+from .state import BatchResult, PartialStore, fingerprint
+
+__all__ = [
+    "BatchResult",
+    "EvalResult",
+    "Evaluation",
+    "evaluate",
+    "finalize",
+    "merge_shards",
+    "resolve_workers",
+    "run_fingerprint",
+    "map_store",
+    "thresholds_of",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """Everything a run writes: metrics, per-image rows, curves and run facts."""
+
+    metrics: dict[str, float]
+    images: list[dict[str, object]]
+    curves: list[dict[str, float]]
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def resolve_workers(value: int | str) -> int:
+    """DataLoader workers: ``auto`` = the cores this process may use, less one for the main loop; else ``value``."""
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(0, cores - 1)
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        workers = -1
+    if workers < 0:
+        raise WsolError(f"num_workers must be auto or a number ≥ 0, got {value!r}")
+    return workers
+
+
+def thresholds_of(localize_cfg) -> np.ndarray:
+    """``[T]`` thresholds: the sweep ``arange(0, 1, interval)`` or the one fixed threshold."""
+    if localize_cfg.mode == "sweep":
+        return sweep_thresholds(float(localize_cfg.interval))
+    return np.array([float(localize_cfg.threshold)])
+
+
+@functools.cache
+def _source_hash(*patterns: str) -> str:
+    """Hash of wsol's source files matching ``patterns`` (relative to the package), and its version; read once
+    per process (the code a process runs does not change under it)."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(p for pattern in patterns for p in glob.glob(os.path.join(root, pattern), recursive=True)):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def run_fingerprint(config: dict) -> str:
+    """Identity of a run's results: the result-relevant config and all of wsol's code (shards share it).
+
+    Settings that cannot change a number are left out: the box engine (both give identical results,
+    tested), the loop's overlap and the box engine's threads, reports, progress output, sharding.
+    """
+    localize_cfg = {k: v for k, v in (config.get("localize") or {}).items() if k != "engine"}
+    speed = {k: v for k, v in (config.get("speed") or {}).items() if k not in ("overlap", "box_threads")}
+    relevant = {**config, "localize": localize_cfg, "speed": speed, "code": _source_hash("**/*.py")}
+    return fingerprint(relevant, drop=("shard", "report", "figures", "progress"))
+
+
+def map_store(config: dict) -> str | None:
+    """Where a run's score maps are kept: the map cache under ``cache_dir``, keyed by everything that determines
+    the maps (batches are global, so shards share it); ``None`` without a cache."""
+    if not config.get("cache_dir"):
+        return None
+    keys = ("dataset", "model", "method", "limit", "batch_size", "speed", "seed")
+    key = {k: config.get(k) for k in keys}
+    key["speed"] = {k: v for k, v in (config.get("speed") or {}).items() if k not in ("overlap", "box_threads")}
+    key.update(target=config["eval"]["target"], code=_source_hash("cams/*.py", "models.py", "scoring.py"))
+    return os.path.join(os.path.expanduser(config["cache_dir"]), "maps", fingerprint(key))
+
+
+def _shard_range(num_batches: int, index: int, count: int) -> range:
+    """The batches of shard ``index`` of ``count``: a contiguous run of whole batches.
+
+    Sharding by whole batches keeps every batch exactly as a single run forms it, so the maps, and
+    hence the merged metrics, are bitwise those of one run.
+    """
+    bounds = np.linspace(0, num_batches, count + 1).round().astype(int)
+    return range(bounds[index], bounds[index + 1])
+
+
+class Evaluation:
+    """The stages of one evaluation, built from a typed config, and the per-batch work of the later stages.
+
+    ``run_dir``: the run folder; a run with ``report=true`` and no map cache keeps its score maps there
+    (``maps/``), so its report draws them without running the model again.
+    """
+
+    def __init__(self, cfg, run_dir: str | None = None) -> None:
+        validate(cfg)
+        self.cfg, self.run_dir = cfg, run_dir
+        self.config = to_dict(cfg)
+        self.device = resolve_device(cfg.device)
+        self.from_files = cfg.method.name == "from_files"
+        self.thresholds = thresholds_of(cfg.localize)
+        self.localize_cfg = self.config["localize"]
+        self.workers = resolve_workers(cfg.num_workers)
+        if self.from_files:
+            self.scorer, self.layer, num_classes = FileScorer(cfg.method.maps_dir, self.device), None, None
+        else:
+            self.scorer, num_classes = self._model_scorer()
+        dataset_args = {k: v for k, v in self.config["dataset"].items() if k != "name"}
+        self.dataset = build_dataset(cfg.dataset.name, num_classes=num_classes or 1000, **dataset_args)
+        self.dataset.keep_first(cfg.limit)
+        if cfg.image_cache and cfg.cache_dir:
+            self.dataset.use_image_cache(os.path.join(os.path.expanduser(cfg.cache_dir), "images"))
+        self.has_boxes = any(len(r.boxes) for r in self.dataset.records)
+        starts = range(0, len(self.dataset), cfg.batch_size)
+        mine = _shard_range(len(starts), cfg.shard.index, cfg.shard.count)
+        # global batch index → dataset positions, for this shard's batches only
+        self.batches = {i: list(range(starts[i], min(starts[i] + cfg.batch_size, len(self.dataset)))) for i in mine}
+
+    def _model_scorer(self) -> tuple[ModelScorer, int]:
+        cfg = self.cfg
+        model = build_model(cfg.model.name, weights=cfg.model.weights, checkpoint=cfg.model.checkpoint,
+                            num_classes=cfg.model.num_classes)
+        memory = torch.channels_last if cfg.speed.channels_last else torch.preserve_format
+        model.module.to(self.device, memory_format=memory)
+        layers = cfg.model.layer or default_layer(model.module)  # probed on the device
+        layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
+        self.layer = "+".join(layers)  # display name: layers joined by +
+        options = {k: v for k, v in self.config["method"].items() if k != "name"}
+        method = build_method(cfg.method.name, model.module, layers, fusion=self.config["model"]["fusion"],
+                              seed=cfg.seed, **options)
+        if cfg.speed.compile:
+            compile_around(model.module, layers, "default" if cfg.speed.compile is True else str(cfg.speed.compile))
+        store = map_store(self.config)
+        if store is None and cfg.report and self.run_dir:
+            store = os.path.join(self.run_dir, "maps")
+        scorer = ModelScorer(
+            method, model.mean, model.std, self.device, target=self.config["eval"]["target"],
+            precision=self.config["speed"]["precision"], channels_last=cfg.speed.channels_last,
+            cache=MapCache(os.path.dirname(store), os.path.basename(store)) if store else None,
+        )
+        return scorer, model.num_classes
+
+    @property
+    def meta(self) -> dict:
+        """Facts every batch result shares; equal across the shards of one evaluation."""
+        cfg = self.cfg
+        return {
+            "fingerprint": run_fingerprint(self.config),
+            "shard": {"index": cfg.shard.index, "count": cfg.shard.count},
+            "batches": len(self.batches),
+            "layer": self.layer,
+            "target": "files" if self.from_files else self.config["eval"]["target"],
+            "backend": self.localize_cfg["backend"],
+            "thresholds": self.thresholds.tolist(),
+            "iou_thresholds": list(cfg.eval.iou_thresholds),
+            "pointing_tolerance": float(cfg.eval.pointing_tolerance),
+            "pxap_interval": float(cfg.localize.interval or 0.01),
+            "has_boxes": self.has_boxes,
+            "has_masks": self.dataset.has_masks,
+            "dataset_skipped": dict(self.dataset.skipped),
+            "dataset_skipped_ids": self.dataset.skipped_ids,
+            "boxes_clipped": self.dataset.boxes_clipped,
+            "device": str(self.device),
+            "maps": self._maps_folder(),
+        }
+
+    def _maps_folder(self) -> str | None:
+        """Where this run's score maps are kept: the map cache, or ``maps`` (relative: the run folder's own)."""
+        folder = getattr(self.scorer, "cache", None) and self.scorer.cache.folder
+        if folder and self.run_dir and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(self.run_dir):
+            return os.path.basename(folder)
+        return folder
+
+    def loader(self, batch_indices: list[int]) -> DataLoader:
+        return DataLoader(
+            self.dataset,
+            batch_sampler=[self.batches[i] for i in batch_indices],
+            num_workers=self.workers,
+            collate_fn=collate,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def empty_result(self, index: int, batch: Batch) -> BatchResult:
+        """A batch result with fresh accumulators (stage 5) for this evaluation's metrics."""
+        boxes = pointing = pxap = None
+        if self.has_boxes:
+            boxes = BoxAccumulator(self.thresholds, list(self.cfg.eval.iou_thresholds))
+            pointing = PointingAccumulator(float(self.cfg.eval.pointing_tolerance))
+        if self.dataset.has_masks:
+            pxap = PxAPAccumulator(float(self.cfg.localize.interval or 0.01))
+        return BatchResult(index, boxes, pxap, pointing, skipped=list(batch.skipped))
+
+    def process(self, index: int, batch: Batch, scores: Scores) -> BatchResult:
+        """Stages 3 to 5 of one scored batch: eval-size maps, localization, every metric (CPU-side work)."""
+        result = self.empty_result(index, batch)
+        reasons = scores.reasons or [None] * len(batch)
+        keep = np.array([r is None for r in reasons], dtype=bool)
+        result.skipped += [(i, r) for i, r in zip(batch.ids, reasons, strict=True) if r is not None]
+        if not keep.any():
+            return result
+        maps, flat = self._eval_maps(scores)
+        maps_u8, maps_np = quantize(maps).cpu().numpy(), maps.cpu().numpy()
+        labels = batch.labels[keep].numpy()
+        top1 = top5 = None
+        if scores.top5 is not None:
+            result.top5, result.targets = scores.top5.cpu().numpy(), scores.targets.cpu().numpy()
+            top1, top5 = topk_correct(result.top5, labels, 1), topk_correct(result.top5, labels, 5)
+        gt_boxes, gt_valid = batch.boxes[keep].numpy(), batch.box_valid[keep].numpy()
+        if result.boxes is not None:
+            if self.cfg.speed.box_threads:  # numba's thread count is per calling thread
+                import numba
+
+                numba.set_num_threads(min(int(self.cfg.speed.box_threads), numba.config.NUMBA_NUM_THREADS))
+            loc = self.localize_cfg
+            sweep = localize(maps_u8, self.thresholds, gt_boxes, gt_valid, loc["backend"], loc["engine"])
+            peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
+            result.boxes.update(sweep, peaks, gt_boxes, gt_valid, top1, top5)
+            result.pointing.update(maps_np, flat.cpu().numpy(), gt_boxes, gt_valid)
+        if result.pxap is not None:
+            result.pxap.update(maps_np, batch.masks[keep].numpy())
+        result.ids = [i for i, k in zip(batch.ids, keep, strict=True) if k]
+        if self.cfg.save_maps:
+            save_maps(self.cfg.maps_dir, result.ids, maps_np)
+        result.labels, result.flat = labels, flat.cpu().numpy()
+        result.size_mismatch = [i for i in batch.size_mismatch if i in set(result.ids)]
+        return result
+
+    def _eval_maps(self, scores: Scores) -> tuple[torch.Tensor, torch.Tensor]:
+        size, resize, normalize = self.dataset.image_size, self.localize_cfg["resize"], self.localize_cfg["normalize"]
+        if isinstance(scores.maps, torch.Tensor):
+            return eval_maps(scores.maps, size, resize, normalize)
+        parts = [eval_maps(m[None], size, resize, normalize) for m in scores.maps]  # maps of mixed sizes
+        return torch.cat([m for m, _ in parts]), torch.cat([f for _, f in parts])
+
+
+def _image_rows(result: BatchResult) -> list[dict[str, object]]:
+    rows = []
+    for j, image_id in enumerate(result.ids):
+        row: dict[str, object] = {"id": image_id, "label": int(result.labels[j])}
+        if result.top5 is not None:
+            top5 = result.top5[j].tolist()
+            row.update(prediction=top5[0], top5=" ".join(map(str, top5)), target=int(result.targets[j]))
+        row["flat_map"] = bool(result.flat[j])
+        rows.append(row)
+    return rows
+
+
+def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> EvalResult:
+    """Merge batch results in batch order and compute every metric."""
+    n_images = sum(r.n_images for r in results)
+    skipped = Counter(meta["dataset_skipped"])
+    skipped_ids = [tuple(x) for x in meta["dataset_skipped_ids"]]
+    for r in results:
+        skipped.update(reason for _, reason in r.skipped)
+        skipped_ids += r.skipped
+    if n_images == 0:
+        raise WsolError(f"every image was skipped ({dict(skipped)})")
+    scored = [r for r in results if r.n_images]
+    boxes, pxap, pointing = scored[0].boxes, scored[0].pxap, scored[0].pointing
+    for r in scored[1:]:
+        for acc, part in ((boxes, r.boxes), (pxap, r.pxap), (pointing, r.pointing)):
+            if acc is not None:
+                acc.merge(part)
+    rows = [row for r in scored for row in _image_rows(r)]
+    from_files = meta["target"] == "files"
+    metrics: dict[str, float] = {}
+    if not from_files:
+        labels = np.concatenate([r.labels for r in scored])
+        top5 = np.concatenate([r.top5 for r in scored])
+        metrics["top1_cls"] = 100.0 * int(topk_correct(top5, labels, 1).sum()) / n_images
+        metrics["top5_cls"] = 100.0 * int(topk_correct(top5, labels, 5).sum()) / n_images
+    if boxes is not None:
+        metrics.update(boxes.compute())
+        metrics.update(pointing.compute())
+        if meta["target"] == "top1":  # the maps explain the prediction: the GT-class metrics are not defined
+            for key in ("gt_known_loc", "top5_loc", "top5_loc_err", "pointing_game", "energy_pointing_game"):
+                metrics.pop(key, None)
+        for row, res in zip(rows, boxes.image_results(), strict=True):
+            row.update(res)
+    if pxap is not None:
+        metrics["pxap"] = pxap.compute()
+    info = {
+        "images": n_images,
+        "skipped": dict(skipped),
+        "skipped_ids": [{"id": i, "reason": r} for i, r in skipped_ids],
+        "boxes_clipped": meta["boxes_clipped"],
+        "flat_maps": int(sum(r.flat.sum() for r in results)),
+        "size_mismatch": sum(len(r.size_mismatch) for r in results),
+        "size_mismatch_ids": [i for r in results for i in r.size_mismatch],
+        "reference_levels": boxes.fallbacks if boxes is not None else 0,
+        **{k: meta[k] for k in ("layer", "target", "backend", "device")},
+        "num_thresholds": len(meta["thresholds"]),
+        "maps": meta.get("maps"),
+        "seconds": round(seconds, 3),
+    }
+    return EvalResult(metrics=metrics, images=rows, curves=boxes.curves() if boxes else [], info=info)
+
+
+class _InOrder:
+    """Runs ``work`` on one background thread (or inline), at most ``depth`` batches in flight, and hands the
+    results to ``done`` in submission order: batch ``i``'s CPU work overlaps the scoring of batch ``i + 1``."""
+
+    def __init__(self, work, done, overlap: bool, depth: int = 2) -> None:
+        self.work, self.done, self.depth = work, done, depth
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsol-localize") if overlap else None
+        self.pending: deque[Future] = deque()
+
+    def submit(self, *args) -> None:
+        if self.pool is None:
+            self.done(self.work(*args))
+            return
+        while len(self.pending) >= self.depth:  # bounded: memory stays flat
+            self.done(self.pending.popleft().result())
+        self.pending.append(self.pool.submit(self.work, *args))
+
+    def finish(self) -> None:
+        """Wait for the batches in flight and hand them on, in order."""
+        while self.pending:
+            self.done(self.pending.popleft().result())
+
+    def shutdown(self) -> None:
+        """Stop the thread; results not handed on by :meth:`finish` (after an error) are dropped."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
+    """Run one evaluation of a typed config (:class:`wsol.config.WsolConfig`); with ``run_dir``, save per-batch
+    results in its ``partials/`` and resume from them."""
+    torch.manual_seed(cfg.seed)
+    evaluation = Evaluation(cfg, run_dir)
+    state_dir = os.path.join(run_dir, "partials") if run_dir else None
+    meta = evaluation.meta
+    store = PartialStore(state_dir, meta) if state_dir else None
+    done = store.load() if store else {}
+    todo = [i for i in evaluation.batches if i not in done]
+    if done:
+        log.info("resuming: %d of %d batches already done", len(done), len(evaluation.batches))
+    start = time.perf_counter()
+    progress = Progress(sum(len(evaluation.batches[i]) for i in todo), "scoring", cfg.progress)
+
+    def finished(result: BatchResult) -> None:
+        if store:
+            store.save(result)
+        done[result.index] = result
+
+    stage = _InOrder(evaluation.process, finished, overlap=bool(cfg.speed.overlap))
+    try:
+        for index, batch in zip(todo, evaluation.loader(todo), strict=True):
+            scores = evaluation.scorer(index, batch) if len(batch) else Scores([], torch.zeros(0, 1, 1))
+            stage.submit(index, batch, scores)
+            progress.update(len(evaluation.batches[index]))
+        stage.finish()
+    finally:
+        stage.shutdown()
+        progress.close()
+    seconds = time.perf_counter() - start
+    out = finalize(meta, [done[i] for i in sorted(done)], seconds)
+    scored = sum(done[i].n_images for i in todo)
+    out.info["images_per_second"] = round(scored / seconds, 2) if seconds > 0 else None
+    log.info("%d images scored in %.1f s, %d skipped", scored, seconds, sum(out.info["skipped"].values()))
+    if out.info["size_mismatch"]:
+        log.warning(
+            "%d images are not the size image_sizes.txt gives (e.g. %s); their boxes were rescaled with the "
+            "metadata's size, as the reference does (size_mismatch_ids in metrics.json)",
+            out.info["size_mismatch"], out.info["size_mismatch_ids"][0],
+        )
+    return out
+
+
+def merge_shards(state_dirs: list[str]) -> tuple[dict, EvalResult]:
+    """Merge the ``partials/`` of every shard of one evaluation into one result (``(meta, result)``)."""
+    shards = [PartialStore.read(d) for d in state_dirs]
+    shards.sort(key=lambda s: s[0]["shard"]["index"])
+    metas = [m for m, _ in shards]
+    count = metas[0]["shard"]["count"]
+    if len({m["fingerprint"] for m in metas}) != 1:
+        raise WsolError("the shards come from different configurations")
+    if sorted(m["shard"]["index"] for m in metas) != list(range(count)):
+        raise WsolError(f"need shards 0..{count - 1} exactly once, got {[m['shard']['index'] for m in metas]}")
+    for meta, results in shards:
+        if len(results) != meta["batches"]:
+            shard = meta["shard"]["index"]
+            raise WsolError(f"shard {shard} is unfinished ({len(results)} of {meta['batches']} batches)")
+    results = [r for _, rs in shards for r in rs]
+    meta = {**metas[0], "shard": {"index": 0, "count": 1}}
+    return meta, finalize(meta, results)
+

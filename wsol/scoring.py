@@ -1,0 +1,128 @@
+"""Stage 2, scoring: a batch of images → low-resolution maps, the classifier's top-5 and the targets.
+
+Either a CAM method on a model (:class:`ModelScorer`, through the map cache when one is given) or maps
+made elsewhere, read from files (:class:`FileScorer`). The map cache (:class:`MapCache`) keeps each
+batch's maps at feature resolution with its predictions, so runs that differ only downstream of this
+stage (thresholds, region rule, protocol) do not run the network again, and reports draw the maps
+they show from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .cams import CamMethod
+from .cams.from_files import load_maps
+from .data.base import Batch
+from .errors import WsolError
+from .io import read_arrays, write_arrays
+
+__all__ = ["PRECISIONS", "Scores", "MapCache", "ModelScorer", "FileScorer", "resolve_device"]
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class Scores:
+    """One batch's maps at feature (or file) resolution, with the classifier's top-5 and targets, if any.
+
+    ``reasons[i]`` is ``None`` for a scored image, else why it was skipped (maps from files only).
+    """
+
+    ids: list[str]
+    maps: torch.Tensor | list[torch.Tensor]  # [B, h, w], or per-image [h, w] maps of mixed sizes
+    top5: torch.Tensor | None = None  # int64 [B, k]
+    targets: torch.Tensor | None = None  # int64 [B]
+    reasons: list[str | None] | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WsolError(f"device={name} but no CUDA GPU is available (use device=cpu or device=auto)")
+    return torch.device(name)
+
+
+class MapCache:
+    """Score maps at feature resolution with the top-5 predictions and targets, one ``.npz`` per batch (read
+    without unpickling anything), under ``root/key``."""
+
+    def __init__(self, root: str, key: str) -> None:
+        self.folder = os.path.join(os.path.expanduser(root), key)
+
+    def _path(self, index: int) -> str:
+        return os.path.join(self.folder, f"batch_{index:06d}.npz")
+
+    def get(self, index: int) -> Scores | None:
+        path = self._path(index)
+        if not os.path.isfile(path):
+            return None
+        arrays = read_arrays(path)
+        return Scores(
+            ids=[str(i) for i in arrays["ids"]], maps=torch.from_numpy(arrays["maps"]),
+            top5=torch.from_numpy(arrays["top5"]), targets=torch.from_numpy(arrays["targets"]),
+        )
+
+    def put(self, index: int, scores: Scores) -> None:
+        write_arrays(
+            self._path(index), ids=np.array(scores.ids, dtype=str), maps=scores.maps.detach().float().cpu().numpy(),
+            top5=scores.top5.cpu().numpy(), targets=scores.targets.cpu().numpy(),
+        )
+
+
+class ModelScorer:
+    """Normalise a batch on the device and run a CAM method on it (through the map cache, if given).
+
+    Args:
+        method: the CAM method, on a model already on ``device``.
+        mean, std: the model's input normalisation.
+        target: ``gt`` (maps of the GT class) or ``top1`` (of the prediction).
+        precision: ``fp32`` or ``bf16`` (autocast); channels_last: inputs in channels-last memory format.
+    """
+
+    def __init__(self, method: CamMethod, mean, std, device: torch.device, *, target: str = "gt",
+                 precision: str = "fp32", channels_last: bool = False, cache: MapCache | None = None) -> None:
+        self.method, self.device, self.target, self.cache = method, device, target, cache
+        self.precision, self.channels_last = precision, channels_last
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+    def score(self, batch: Batch) -> Scores:
+        """Maps, top-5 classes and targets of a batch, computed (no cache)."""
+        images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.method(images, batch.labels.to(self.device), target=self.target)
+        top5 = out.logits.float().topk(min(5, out.logits.shape[1]), dim=1).indices
+        return Scores(list(batch.ids), out.maps.float(), top5, out.targets)
+
+    def __call__(self, index: int, batch: Batch) -> Scores:
+        """Batch ``index``'s scores: the cache's entry when it holds exactly these images, else computed."""
+        cached = self.cache.get(index) if self.cache else None
+        if cached is not None and cached.ids == batch.ids:
+            return Scores(cached.ids, cached.maps.to(self.device), cached.top5.to(self.device),
+                          cached.targets.to(self.device))
+        scores = self.score(batch)
+        if self.cache:
+            self.cache.put(index, scores)
+        return scores
+
+
+class FileScorer:
+    """Maps produced elsewhere, read from ``maps_dir`` (see :mod:`wsol.cams.from_files`)."""
+
+    def __init__(self, maps_dir: str | None, device: torch.device) -> None:
+        if not maps_dir or not os.path.isdir(maps_dir):
+            raise WsolError(f"method.maps_dir does not exist: {maps_dir}")
+        self.maps_dir, self.device = maps_dir, device
+
+    def __call__(self, index: int, batch: Batch) -> Scores:
+        maps, reasons = load_maps(self.maps_dir, batch.ids)
+        return Scores(list(batch.ids), [m.to(self.device) for m in maps if m is not None], reasons=reasons)
