@@ -352,6 +352,7 @@ def test_bench_tiny_mode_writes_its_table(tmp_path):
     loop = text.split("## The loop: serial vs overlapped")[1]
     assert loop.count("| overlapped, scoring") == loop.count("| serial, scoring") >= 2
     assert "| NO |" not in loop and loop.count("| yes |") >= 4  # every run's metrics equal, bit for bit
+    assert "the overlapped loop runs at" in loop and "the best overlapped split at" in loop
     for library in ("pytorch-grad-cam GradCAM", "pytorch-grad-cam GradCAM++", "torchcam GradCAM", "torchcam GradCAMpp"):
         assert float(rows[library].replace(",", "")) > 0, library  # both are test dependencies: measured
 

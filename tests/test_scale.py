@@ -91,6 +91,20 @@ def test_overlapped_loop_is_bit_identical_to_the_serial_one():
     overlapped = evaluate(_config("limit=24", "batch_size=4", "speed.overlap=true"))
     assert overlapped.metrics == serial.metrics and overlapped.images == serial.images
     assert overlapped.curves == serial.curves
+    split = evaluate(_config("limit=24", "batch_size=4", "speed.overlap=true", "speed.box_threads=1"))
+    assert split.metrics == serial.metrics and split.images == serial.images
+
+
+def test_box_threads_split_the_cores_only_when_scoring_shares_them(monkeypatch):
+    """null: half the cores for boxes when an overlapped loop scores on the CPU, else every core (None)."""
+    from wsol import evaluate as stage
+
+    monkeypatch.setattr(stage, "available_cores", lambda: 6)
+    assert stage.box_threads(None, True, "cpu") == 3
+    assert stage.box_threads(None, False, "cpu") is None and stage.box_threads(None, True, "cuda") is None
+    assert stage.box_threads(4, False, "cuda") == 4
+    monkeypatch.setattr(stage, "available_cores", lambda: 1)
+    assert stage.box_threads(None, True, "cpu") == 1
 
 
 def test_partials_are_compact_and_load_without_pickle(tmp_path):

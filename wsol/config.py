@@ -125,7 +125,8 @@ class SpeedConfig:
     channels_last: bool = False
     compile: Any = False  # true, or a torch.compile mode (reduce-overhead, max-autotune): all but the target layer
     overlap: bool = True  # localize and accumulate batch i on a CPU thread while batch i+1 is scored
-    box_threads: int | None = None  # threads of the box engine (numba); null: every core
+    box_threads: int | None = None  # threads of the box engine (numba); null: half the cores when the loop
+    # overlaps on a CPU device (scoring keeps torch's threads), else every core
 
 
 @dataclass

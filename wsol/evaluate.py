@@ -69,11 +69,26 @@ class EvalResult:
     info: dict[str, object] = field(default_factory=dict)
 
 
+def available_cores() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def box_threads(value: int | None, overlap: bool, device: str) -> int | None:
+    """The box engine's thread count: ``value``, or for null half the cores when an overlapped loop scores on
+    the CPU (scoring and boxes then share the cores; the best split measured by ``scripts/bench.py``), else
+    None (every core)."""
+    if value is not None:
+        return int(value)
+    if overlap and device == "cpu":
+        return max(1, available_cores() // 2)
+    return None
+
+
 def resolve_workers(value: int | str) -> int:
     """DataLoader workers: ``auto`` = the cores this process may use, less one for the main loop; else ``value``."""
     if value == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(0, cores - 1)
+        return max(0, available_cores() - 1)
     try:
         workers = int(value)
     except (TypeError, ValueError):
@@ -258,10 +273,11 @@ class Evaluation:
             top1, top5 = topk_correct(result.top5, labels, 1), topk_correct(result.top5, labels, 5)
         gt_boxes, gt_valid = batch.boxes[keep].numpy(), batch.box_valid[keep].numpy()
         if result.boxes is not None:
-            if self.cfg.speed.box_threads:  # numba's thread count is per calling thread
+            threads = box_threads(self.cfg.speed.box_threads, bool(self.cfg.speed.overlap), self.device.type)
+            if threads:  # numba's thread count is per calling thread
                 import numba
 
-                numba.set_num_threads(min(int(self.cfg.speed.box_threads), numba.config.NUMBA_NUM_THREADS))
+                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             loc = self.localize_cfg
             sweep = localize(maps_u8, self.thresholds, gt_boxes, gt_valid, loc["backend"], loc["engine"])
             peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
