@@ -38,7 +38,7 @@ from wsol.io import atomic_write_text  # noqa: E402
 from wsol.localize import localize  # noqa: E402
 from wsol.maps import eval_maps, quantize  # noqa: E402
 from wsol.metrics import BoxAccumulator, topk_correct  # noqa: E402
-from wsol.models import build_model, compile_around, default_layer  # noqa: E402
+from wsol.models import build_model, compile_around, default_layer, find_layer  # noqa: E402
 
 DEFAULT_METHODS = "cam,gradcam,gradcampp,xgradcam,layercam,eigencam"
 
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> str:
             run = lambda m=method: end_to_end(m, images, labels, thresholds, gt_boxes, "contours")  # noqa: E731
             rows.append((f"wsol {name}: end to end, contours boxes, torch.compile", *timer(run, n)))
 
+    wsoleval_rows, wsoleval_fwd_bwd = wsoleval_table(device, images, labels, thresholds, gt_boxes, timer)
+
     count = args.box_maps or n
     maps = eval_maps(build_method("gradcam", model, layer_name)(images, labels).maps, args.size)[0]
     maps_u8 = quantize(maps).cpu().numpy()[:count]
@@ -274,6 +276,13 @@ def main(argv: list[str] | None = None) -> str:
     )
     text = table(rows, fwd_bwd[0], header, "images/s", "× fwd+bwd")
     text += "\n" + table(box_rows, baseline[0], box_header, "maps/s", "× findContours")
+    wsoleval_header = (
+        "## A WSOL model: wsolevaluation's ResNet50 (`model=wsoleval_resnet50 model.large_feature_map=true`)\n\n"
+        f"The `cam` type with `layer3` at stride 1: {args.size // 8}×{args.size // 8} maps at `layer4`, 1000 "
+        "classes, random weights; the same batch, boxes and path as above (contours boxes), ratio to this model's "
+        "forward + backward."
+    )
+    text += "\n" + table(wsoleval_rows, wsoleval_fwd_bwd, wsoleval_header, "images/s", "× fwd+bwd")
     if device.type == "cpu" or args.tiny:
         text += "\n" + loop_table(8 if args.tiny else args.loop_images, 4 if args.tiny else 32, 1 if args.tiny else 2)
     tag = "cuda" if device.type == "cuda" else "cpu"
@@ -282,6 +291,25 @@ def main(argv: list[str] | None = None) -> str:
     print(text)
     print(f"written to {path}")
     return path
+
+
+def wsoleval_table(device, images, labels, thresholds, gt_boxes, timer) -> tuple[list, float]:
+    """wsolevaluation's ResNet50 (``cam``, ``large_feature_map=true``) through the same batched path: forward,
+    forward + backward, and CAM (its own map) and Grad-CAM++ end to end."""
+    torch.manual_seed(0)
+    model = build_model("wsoleval_resnet50", weights=None, large_feature_map=True).module.to(device).eval()
+    layer_name = default_layer(model, images.shape[-1])
+    n = len(images)
+    rows: list[tuple[str, float, float | None]] = []
+    with torch.no_grad():
+        rows.append(("raw forward", *timer(lambda: model(images), n)))
+    fwd_bwd = timer(lambda: forward_backward(model, find_layer(model, layer_name), images, labels), n)
+    rows.append((f"forward + backward to `{layer_name}`", *fwd_bwd))
+    for name, options in (("cam", {"relu": False}), ("gradcampp", {})):
+        method = build_method(name, model, layer_name, **options)
+        run = lambda m=method: end_to_end(m, images, labels, thresholds, gt_boxes, "contours")  # noqa: E731
+        rows.append((f"wsol {name}: end to end, contours boxes", *timer(run, n)))
+    return rows, fwd_bwd[0]
 
 
 def loop_table(images: int, batch: int, repeats: int, model: str = "resnet18") -> str:

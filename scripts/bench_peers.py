@@ -208,13 +208,15 @@ def loader_rates(count: int, worker_counts: list[int], batch: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-STARTUP_PHASES = {  # (file suffix, function name) → label, in the order they happen
-    ("wsol/run.py", "main"): "everything after the imports (main)",
-    ("wsol/models.py", "build_model"): "model build",
-    ("wsol/models.py", "default_layer"): "default-layer probe",
-    ("wsol/data/__init__.py", "build_dataset"): "dataset scan",
-    ("torch/utils/data/dataloader.py", "__next__"): "data loading (every batch)",
-    ("wsol/localize/sweep.py", "sweep_boxes"): "box sweep (every batch; the first one loads the kernels)",
+_MODELS = ("wsol/models.py", "wsol/models/__init__.py")  # the module before and after it became a package
+STARTUP_PHASES = {  # (file suffixes, function name) → label, in the order they happen; older layouts too
+    (("wsol/run.py",), "main"): "everything after the imports (main)",
+    (_MODELS, "build_model"): "model build",
+    (_MODELS, "default_layer"): "default-layer probe",
+    (("wsol/data/__init__.py",), "build_dataset"): "dataset scan",
+    (("torch/utils/data/dataloader.py",), "__next__"): "data loading (every batch)",
+    (("wsol/localize/sweep.py", "wsol/box_sweep.py"), "sweep_boxes"):
+        "box sweep (every batch; the first one loads the kernels)",
 }
 
 # a fresh interpreter profiles itself from its first import on: python -c STARTUP_PROBE <stats file> <run dir>
@@ -241,8 +243,8 @@ def startup_phases(stats_path: str, total: float) -> dict[str, float]:
     stats = pstats.Stats(stats_path).stats
     out = {"whole process, profiled": total}
     for (path, _line, function), (_cc, _nc, _tt, cumulative, _callers) in stats.items():
-        for (suffix, name), label in STARTUP_PHASES.items():
-            if function == name and path.endswith(suffix):
+        for (suffixes, name), label in STARTUP_PHASES.items():
+            if function == name and path.endswith(suffixes):
                 out[label] = out.get(label, 0.0) + cumulative
     out["imports (before main)"] = total - out.get("everything after the imports (main)", 0.0)
     return out

@@ -55,7 +55,7 @@ def test_checkpoint_with_num_classes(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model.module(x), net.eval()(x))
-    with pytest.raises(WsolError, match="does not fit the model"):
+    with pytest.raises(WsolError, match=r"does not fit resnet18 \(5 classes\).*fc.weight \(7, 512\) vs \(5, 512\)"):
         build_model("resnet18", checkpoint=str(path), num_classes=5)
     with pytest.raises(WsolError, match="not found"):
         build_model("resnet18", checkpoint=str(tmp_path / "nope.pth"), num_classes=7)

@@ -353,6 +353,11 @@ def test_bench_tiny_mode_writes_its_table(tmp_path):
     assert loop.count("| overlapped, scoring") == loop.count("| serial, scoring") >= 2
     assert "| NO |" not in loop and loop.count("| yes |") >= 4  # every run's metrics equal, bit for bit
     assert "the overlapped loop runs at" in loop and "the best overlapped split at" in loop
+    wsoleval = text.split("## A WSOL model: wsolevaluation's ResNet50")[1].split("##")[0]
+    assert "8×8 maps at `layer4`" in wsoleval  # --tiny: 64² input, layer3 at stride 1
+    for stage in ("forward + backward to `layer4`", "wsol cam: end to end", "wsol gradcampp: end to end"):
+        line = next(x for x in wsoleval.splitlines() if x.startswith(f"| {stage}"))
+        assert float(line.split("|")[2].replace(",", "")) > 0, stage
     for library in ("pytorch-grad-cam GradCAM", "pytorch-grad-cam GradCAM++", "torchcam GradCAM", "torchcam GradCAMpp"):
         assert float(rows[library].replace(",", "")) > 0, library  # both are test dependencies: measured
 

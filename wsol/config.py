@@ -90,14 +90,25 @@ class Precision(enum.StrEnum):
     bf16 = "bf16"
 
 
+class Architecture(enum.StrEnum):  # wsolevaluation's architecture types (HaS and CutMix train cam)
+    cam = "cam"
+    adl = "adl"
+    acol = "acol"
+    spg = "spg"
+
+
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # a torchvision classifier or efficientnet_lite0 (conf/model/)
+    name: str = MISSING  # a torchvision classifier, efficientnet_lite0 or wsoleval_* (conf/model/)
     weights: str | None = "DEFAULT"  # torchvision weights enum name; null: random init
-    checkpoint: str | None = None  # a local state_dict (fine-tuned), with num_classes
-    num_classes: int | None = None
+    checkpoint: str | None = None  # a local state_dict (fine-tuned, or saved by wsolevaluation's training)
+    num_classes: int | None = None  # the classifier's width; wsoleval_*: read from the checkpoint when null
     layer: Any = None  # a dotted module name, or a list of them (fused); null: found by structure
     fusion: Fusion = Fusion.mean  # several layers: mean | max of min-max maps, layercam: max of tanh(2M/max M)
+    # wsoleval_* models only (the reference's options that shape the network at evaluation):
+    architecture: Architecture = Architecture.cam  # --wsol_method's architecture type
+    large_feature_map: bool = False  # --large_feature_map: 28×28 maps instead of 14×14
+    acol_drop_threshold: float = 0.7  # --acol_threshold: acol erases where the first head's attention ≥ it
 
 
 @dataclass
@@ -358,6 +369,19 @@ def validate(cfg: DictConfig) -> None:
                         f"{cfg.speed.compile!r}")
     if cfg.speed.box_threads is not None and cfg.speed.box_threads < 1:
         raise WsolError(f"speed.box_threads must be at least 1 or null, got {cfg.speed.box_threads}")
+    model = cfg.model
+    wsoleval_options = {
+        "architecture": model.architecture != Architecture.cam,
+        "large_feature_map": model.large_feature_map,
+        "acol_drop_threshold": model.acol_drop_threshold != 0.7,
+    }
+    if not str(model.name).startswith("wsoleval_") and any(wsoleval_options.values()):
+        key = next(k for k, changed in wsoleval_options.items() if changed)
+        raise WsolError(f"model.{key} is an option of the wsoleval_* models, not of model={model.name}")
+    if not 0 <= model.acol_drop_threshold <= 1:
+        raise WsolError(f"model.acol_drop_threshold must be in [0, 1], got {model.acol_drop_threshold}")
+    if model.num_classes is not None and model.num_classes < 1:
+        raise WsolError(f"model.num_classes must be at least 1 or null, got {model.num_classes}")
     if cfg.save_maps and not cfg.maps_dir:
         raise WsolError("save_maps=true needs maps_dir=/path/to/folder")
     if cfg.figures.num_images < 0 or cfg.figures.extremes < 0 or not 0 <= cfg.figures.alpha <= 1:

@@ -137,7 +137,7 @@ def map_store(config: dict) -> str | None:
     keys = ("dataset", "model", "method", "limit", "batch_size", "speed", "seed")
     key = {k: config.get(k) for k in keys}
     key["speed"] = {k: v for k, v in (config.get("speed") or {}).items() if k not in ("overlap", "box_threads")}
-    key.update(target=config["eval"]["target"], code=_source_hash("cams/*.py", "models.py", "scoring.py"))
+    key.update(target=config["eval"]["target"], code=_source_hash("cams/*.py", "models/*.py", "scoring.py"))
     return os.path.join(os.path.expanduser(config["cache_dir"]), "maps", fingerprint(key))
 
 
@@ -184,8 +184,10 @@ class Evaluation:
 
     def _model_scorer(self) -> tuple[ModelScorer, int]:
         cfg = self.cfg
-        model = build_model(cfg.model.name, weights=cfg.model.weights, checkpoint=cfg.model.checkpoint,
-                            num_classes=cfg.model.num_classes)
+        m = cfg.model
+        model = build_model(m.name, weights=m.weights, checkpoint=m.checkpoint, num_classes=m.num_classes,
+                            architecture=str(m.architecture), large_feature_map=m.large_feature_map,
+                            acol_drop_threshold=m.acol_drop_threshold)
         memory = torch.channels_last if cfg.speed.channels_last else torch.preserve_format
         model.module.to(self.device, memory_format=memory)
         layers = cfg.model.layer or default_layer(model.module)  # probed on the device

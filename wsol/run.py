@@ -22,6 +22,7 @@ from .config import check_overrides, protocol_label, to_dict
 from .errors import WsolError
 from .evaluate import EvalResult, evaluate, run_fingerprint
 from .io import atomic_write_text
+from .models import model_label
 from .report import format_table, metrics_frame, write_run
 from .report.visualize import write_run_report
 
@@ -41,7 +42,7 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         "protocol_changes": {"preset": table.get("protocol"), **changed} if changed else None,
         "columns": columns,
         "method": config["method"]["name"],
-        "model": None if result.info["target"] == "files" else config["model"]["name"],
+        "model": None if result.info["target"] == "files" else model_label(config["model"]),
         "layer": result.info["layer"],
         "dataset": config["dataset"]["name"],
         "seed": config.get("seed", 0),

@@ -6,6 +6,11 @@ through global average pooling and nothing else but element-wise activations (Re
 …) and reshapes. This is checked on the autograd graph of one forward, so a layer with the right
 channel count that does not feed the pooling (a ResNet block's ``bn3``, before the residual sum)
 is refused with the operation that breaks the chain.
+
+A model that defines its own CAM (``class_activation_map`` of its ``cam_layer``'s output: the
+wsolevaluation models, :mod:`wsol.models.wsoleval`) gets that map at that layer, which is the reference's
+definition for each architecture type: ``mean_k w^c_k A_k`` for ``cam`` / ``adl``, the class-map channel
+for ``spg``, the maximum of the two heads' normalised class maps for ``acol``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import WsolError
+from ..models import find_layer
 from . import METHODS
 from .core import CamMethod, capture_activations
 
@@ -81,6 +87,12 @@ def classifier_after_pooling(model: nn.Module, layer: nn.Module, name: str, imag
 @METHODS.register("cam")
 class CAM(CamMethod):
     needs_grad = False
+
+    def compute(self, x):
+        name = getattr(self.model, "cam_layer", None)
+        if name and hasattr(self.model, "class_activation_map") and x.layer is find_layer(self.model, name):
+            return self.model.class_activation_map(x.activations, x.targets)  # the model's own CAM definition
+        return super().compute(x)
 
     def channel_weights(self, x):
         if getattr(self, "_fc", None) is None:

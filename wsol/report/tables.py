@@ -40,7 +40,8 @@ ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset":
 # shown only when the runs of a table differ in them
 VARYING_COLUMNS = {"protocol": "Protocol", "backend": "Backend"}
 # overrides already shown by a column above, or averaged over (seeds)
-_SHOWN_OVERRIDES = {"method", "model", "model.layer", "dataset", "protocol", "localize.backend"}
+_SHOWN_OVERRIDES = {"method", "model", "model.layer", "model.architecture", "model.large_feature_map", "dataset",
+                    "protocol", "localize.backend"}
 
 
 def _override_values(run: dict) -> dict[str, str]:

