@@ -1,5 +1,5 @@
 """Write conf/model/<name>.yaml for every torchvision classifier (run after a torchvision upgrade); the
-hand-written files of the offline and wsolevaluation models stay.
+hand-written files of the offline and wsolevaluation models and of model=timm / model=custom stay.
 
 tests/test_config.py checks that conf/model/ and torchvision's list agree.
 """
@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wsol.models import OFFLINE_MODELS, WSOLEVAL_MODELS, list_model_names  # noqa: E402
+from wsol.models import OFFLINE_MODELS, SOURCES, WSOLEVAL_MODELS, list_model_names  # noqa: E402
 
 TEMPLATE = """# torchvision {name}: python -m wsol.run model={name} [model.layer=...]; keys and defaults: ModelConfig in
 # wsol/config.py (weights: DEFAULT, checkpoint, num_classes, layer, fusion)
@@ -22,7 +22,7 @@ name: {name}
 def main() -> None:
     conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "model")
     os.makedirs(conf, exist_ok=True)
-    own = {f"{name}.yaml" for name in (*OFFLINE_MODELS, *WSOLEVAL_MODELS)}
+    own = {f"{name}.yaml" for name in (*OFFLINE_MODELS, *WSOLEVAL_MODELS, *SOURCES)}
     for name in os.listdir(conf):
         if name.endswith(".yaml") and name not in own:
             os.remove(os.path.join(conf, name))

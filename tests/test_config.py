@@ -13,11 +13,11 @@ from wsol.cams import METHODS
 from wsol.config import check_overrides, compose_config, group_choices
 from wsol.data import DATASETS
 from wsol.errors import WsolError
-from wsol.models import list_model_names
+from wsol.models import SOURCES, list_model_names
 
 
 def test_model_configs_match_torchvision():
-    assert group_choices("model") == sorted(list_model_names())
+    assert group_choices("model") == sorted([*list_model_names(), *SOURCES])
 
 
 def test_groups_mirror_the_registries():
@@ -31,6 +31,8 @@ def test_every_choice_composes(group):
         cfg = compose_config([f"{group}={choice}"])
         if group == "protocol":
             assert cfg.table.protocol == (choice if choice != "none" else "custom")
+        elif group == "model" and choice in SOURCES:  # model=timm / model=custom: a way to bring a model
+            assert cfg.model.source == choice
         elif group != "localize":
             assert cfg[group].name == choice
 

@@ -97,18 +97,47 @@ class Architecture(enum.StrEnum):  # wsolevaluation's architecture types (HaS an
     spg = "spg"
 
 
+class Source(enum.StrEnum):  # where a model comes from
+    builtin = "builtin"  # torchvision's classifiers, efficientnet_lite0, wsoleval_* (by model.name)
+    timm = "timm"  # model=timm model.name=<any timm model>
+    custom = "custom"  # model=custom model.target=<your builder>
+
+
+class LayoutKind(enum.StrEnum):  # how a layer's output holds its map (wsol/cams/layout.py)
+    auto = "auto"  # read off the output's shape and the model
+    nchw = "nchw"
+    nhwc = "nhwc"  # channels-last stages (Swin)
+    tokens = "tokens"  # a transformer's [B, N, C] tokens
+
+
+@dataclass
+class TokensConfig:
+    prefix: int | None = None  # tokens before the patch grid (class, distillation, registers); null: the model's
+    grid: list[int] | None = None  # [h, w] of the patch tokens; null: from their count and the input's aspect
+
+
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # a torchvision classifier, efficientnet_lite0 or wsoleval_* (conf/model/)
+    name: str = MISSING  # a torchvision classifier, efficientnet_lite0, wsoleval_* or (model=timm) a timm model
+    source: Source = Source.builtin  # set by the model=timm and model=custom presets
     weights: str | None = "DEFAULT"  # torchvision weights enum name; null: random init
     checkpoint: str | None = None  # a local state_dict (fine-tuned, or saved by wsolevaluation's training)
     num_classes: int | None = None  # the classifier's width; wsoleval_*: read from the checkpoint when null
     layer: Any = None  # a dotted module name, or a list of them (fused); null: found by structure
     fusion: Fusion = Fusion.mean  # several layers: mean | max of min-max maps, layercam: max of tanh(2M/max M)
+    mean: list[float] | None = None  # input normalisation; null: the weights' own (ImageNet's)
+    std: list[float] | None = None
+    layout: LayoutKind = LayoutKind.auto  # how the target layer's output holds its map
+    tokens: TokensConfig = field(default_factory=TokensConfig)  # layout tokens: prefix count and grid
     # wsoleval_* models only (the reference's options that shape the network at evaluation):
     architecture: Architecture = Architecture.cam  # --wsol_method's architecture type
     large_feature_map: bool = False  # --large_feature_map: 28×28 maps instead of 14×14
     acol_drop_threshold: float = 0.7  # --acol_threshold: acol erases where the first head's attention ≥ it
+    # model=timm and model=custom:
+    pretrained: bool = True  # timm: its pretrained weights (from its hub)
+    target: str | None = None  # custom: pkg.module.builder or path/to/file.py:builder (Hydra's _target_)
+    kwargs: Any = None  # a dict: custom: the builder's arguments; timm: create_model's (model.kwargs='{k: v}')
+    output: str | None = None  # the logits' key, index or attribute when the forward returns a dict/tuple/object
 
 
 @dataclass
@@ -212,7 +241,7 @@ def register_configs() -> None:
         store.store(group="dataset", name=name, node=node)
     for name in METHODS.names():
         classes = [c.__init__ for c in METHODS.get(name).__mro__ if "__init__" in vars(c) and c is not object]
-        store.store(group="method", name=name, node=schema_from_signature(name, classes, ("fusion", "seed")))
+        store.store(group="method", name=name, node=schema_from_signature(name, classes, ("fusion", "seed", "layout")))
     from_files = dataclasses.make_dataclass(
         "FromFilesConfig", [("name", str, field(default="from_files")), ("maps_dir", str, field(default=MISSING))]
     )
@@ -378,6 +407,29 @@ def validate(cfg: DictConfig) -> None:
     if not str(model.name).startswith("wsoleval_") and any(wsoleval_options.values()):
         key = next(k for k, changed in wsoleval_options.items() if changed)
         raise WsolError(f"model.{key} is an option of the wsoleval_* models, not of model={model.name}")
+    external = model.source in (Source.timm, Source.custom)
+    if model.source != Source.timm and not model.pretrained:
+        raise WsolError(f"model.pretrained is timm's switch; model={model.name} takes model.weights=null for random "
+                        f"weights")
+    if model.source == Source.custom and not model.target:
+        raise WsolError("model=custom needs model.target=package.module.builder (or path/to/file.py:builder)")
+    if model.source != Source.custom and model.target:
+        raise WsolError("model.target builds your own module: use model=custom model.target=...")
+    if model.kwargs is not None and not isinstance(model.kwargs, DictConfig | dict):
+        raise WsolError(f"model.kwargs must be a dict such as model.kwargs='{{depth: 18}}', got {model.kwargs!r}")
+    if not external and (model.kwargs or model.output):
+        key = "kwargs" if model.kwargs else "output"
+        raise WsolError(f"model.{key} is an option of model=timm and model=custom, not of model={model.name}")
+    for key in ("mean", "std"):
+        values = getattr(model, key)
+        if values is not None and (len(values) != 3 or (key == "std" and min(values) <= 0)):
+            raise WsolError(f"model.{key} must be three numbers (R, G, B){', all > 0' if key == 'std' else ''}, "
+                            f"got {list(values)}")
+    grid = model.tokens.grid
+    if grid is not None and (len(grid) != 2 or min(grid) < 1):
+        raise WsolError(f"model.tokens.grid must be [h, w] with h, w ≥ 1, got {list(grid)}")
+    if model.tokens.prefix is not None and model.tokens.prefix < 0:
+        raise WsolError(f"model.tokens.prefix must be ≥ 0 or null, got {model.tokens.prefix}")
     if not 0 <= model.acol_drop_threshold <= 1:
         raise WsolError(f"model.acol_drop_threshold must be in [0, 1], got {model.acol_drop_threshold}")
     if model.num_classes is not None and model.num_classes < 1:

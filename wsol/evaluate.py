@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from . import __version__
 from .cams import build_method
 from .cams.from_files import save_maps
+from .cams.layout import LayoutRequest
 from .config import to_dict, validate
 from .data import build_dataset, collate
 from .data.base import Batch
@@ -184,18 +185,23 @@ class Evaluation:
 
     def _model_scorer(self) -> tuple[ModelScorer, int]:
         cfg = self.cfg
-        m = cfg.model
-        model = build_model(m.name, weights=m.weights, checkpoint=m.checkpoint, num_classes=m.num_classes,
-                            architecture=str(m.architecture), large_feature_map=m.large_feature_map,
-                            acol_drop_threshold=m.acol_drop_threshold)
+        m, size = cfg.model, int(cfg.dataset.get("image_size") or 224)
+        model = build_model(
+            m.name, source=str(m.source), weights=m.weights, checkpoint=m.checkpoint, num_classes=m.num_classes,
+            mean=m.mean, std=m.std, architecture=str(m.architecture), large_feature_map=m.large_feature_map,
+            acol_drop_threshold=m.acol_drop_threshold, pretrained=m.pretrained, target=m.target,
+            kwargs=self.config["model"]["kwargs"], output=m.output, input_size=size,
+        )
         memory = torch.channels_last if cfg.speed.channels_last else torch.preserve_format
         model.module.to(self.device, memory_format=memory)
-        layers = cfg.model.layer or default_layer(model.module)  # probed on the device
+        layers = cfg.model.layer or default_layer(model.module, size)  # probed on the device
         layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
         self.layer = "+".join(layers)  # display name: layers joined by +
         options = {k: v for k, v in self.config["method"].items() if k != "name"}
+        grid = self.config["model"]["tokens"]["grid"]
+        layout = LayoutRequest(str(m.layout), m.tokens.prefix, tuple(grid) if grid else None)
         method = build_method(cfg.method.name, model.module, layers, fusion=self.config["model"]["fusion"],
-                              seed=cfg.seed, **options)
+                              seed=cfg.seed, layout=layout, **options)
         if cfg.speed.compile:
             compile_around(model.module, layers, "default" if cfg.speed.compile is True else str(cfg.speed.compile))
         store = map_store(self.config)

@@ -35,7 +35,7 @@ class AblationCAM(CamMethod):
         chunk = chunk_size(self.model, x.images, self.memory_budget_mb)
         for index in chunked(len(pairs), chunk, activations.device):
             b, k = pairs[index].unbind(1)
-            with replace_output(x.layer, zero_channels(k)):
+            with replace_output(x.layer, zero_channels(k, x.layout, x.images.shape[-2:])):
                 ablated[index] = target_scores(self.model(x.images[b]), x.targets[b]).float()
         score = target_scores(x.logits, x.targets).float()
         drop = torch.zeros(activations.shape[:2], device=activations.device)

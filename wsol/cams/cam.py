@@ -22,6 +22,7 @@ from ..errors import WsolError
 from ..models import find_layer
 from . import METHODS
 from .core import CamMethod, capture_activations
+from .layout import NCHW, Layout
 
 __all__ = ["CAM", "classifier_after_pooling"]
 
@@ -32,7 +33,8 @@ _ELEMENTWISE = {
     "SoftplusBackward", "ClampBackward", "ClampMinBackward", "CloneBackward", "ToCopyBackward", "AliasBackward",
 }
 _POOLING = {"MeanBackward", "AdaptiveAvgPool2DBackward", "AvgPool2DBackward"}
-_RESHAPE = {"ViewBackward", "ReshapeAliasBackward", "UnsafeViewBackward", "SqueezeBackward", "AsStridedBackward"}
+_RESHAPE = {"ViewBackward", "ReshapeAliasBackward", "UnsafeViewBackward", "SqueezeBackward", "AsStridedBackward",
+            "PermuteBackward"}  # a channels-last layer's output is permuted back by the capture hook
 
 
 def _kind(node) -> str:
@@ -59,9 +61,17 @@ def _path_problem(start, layer_output: torch.Tensor) -> str | None:
     return "its output does not reach the classifier's input"
 
 
-def classifier_after_pooling(model: nn.Module, layer: nn.Module, name: str, images: torch.Tensor) -> nn.Linear:
+def classifier_after_pooling(
+    model: nn.Module, layer: nn.Module, name: str, images: torch.Tensor, layout: Layout = NCHW
+) -> nn.Linear:
     """The ``nn.Linear`` whose output is the model's output and whose input is the global average pooling of
-    ``layer``'s output (up to element-wise activations), checked on one forward of ``images[:1]``."""
+    ``layer``'s map (up to element-wise activations and layout changes), checked on one forward of
+    ``images[:1]``. A transformer's token sequence is refused: it reaches the classifier through the class
+    token or further attention blocks, not through pooling alone."""
+    if layout.kind == "tokens":
+        raise WsolError(f"CAM needs the target layer to feed global average pooling and one Linear layer; {name} is "
+                        f"a transformer's token sequence, which reaches the classifier through its class token and "
+                        f"attention, not pooling alone (use gradcam, layercam, scorecam, …)")
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise WsolError("CAM needs a model that ends in global average pooling and nn.Linear (use method=gradcam)")
@@ -69,7 +79,7 @@ def classifier_after_pooling(model: nn.Module, layer: nn.Module, name: str, imag
     pre = fc.register_forward_pre_hook(lambda _m, inputs: seen.update(input=inputs[0]))
     post = fc.register_forward_hook(lambda _m, _i, output: seen.update(output=output))
     try:
-        with torch.enable_grad(), capture_activations(layer) as store:
+        with torch.enable_grad(), capture_activations(layer, layout, images.shape[-2:]) as store:
             logits = model(images[:1].detach().requires_grad_(True))
     finally:
         pre.remove()
@@ -97,5 +107,5 @@ class CAM(CamMethod):
     def channel_weights(self, x):
         if getattr(self, "_fc", None) is None:
             self._fc = classifier_after_pooling(self.model, x.layer, self.layer_names[self.layers.index(x.layer)],
-                                                x.images)
+                                                x.images, x.layout)
         return self._fc.weight.to(x.activations.dtype)[x.targets]

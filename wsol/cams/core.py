@@ -8,7 +8,7 @@ gradients, the final ReLU and the fusion of several layers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import WsolError
 from ..models import find_layer
 from ..ops import minmax_normalize
+from .layout import NCHW, Layout, LayoutRequest, layout_hook, resolve_layout
 
 __all__ = [
     "FUSIONS",
@@ -50,10 +51,15 @@ class LayerCapture:
 
     layer: nn.Module
     images: torch.Tensor  # the normalised input [B, 3, H, W]
-    activations: torch.Tensor  # [B, C, h, w]
+    activations: torch.Tensor  # [B, C, h, w], the layer's output as a map (wsol.cams.layout)
     gradients: torch.Tensor | None  # ∂S/∂A [B, C, h, w], S the target logit; None without gradients
     logits: torch.Tensor  # [B, num_classes]
     targets: torch.Tensor  # [B]
+    layout: Layout = NCHW  # how the layer's output holds the map
+
+    def capture(self) -> contextlib.AbstractContextManager[dict]:
+        """:func:`capture_activations` on this layer with its layout, for another forward of the same inputs."""
+        return capture_activations(self.layer, self.layout, self.images.shape[-2:])
 
 
 @contextlib.contextmanager
@@ -69,23 +75,22 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextlib.contextmanager
-def capture_activations(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Record ``layer``'s output in ``store["activations"]`` while the block runs.
+def capture_activations(
+    layer: nn.Module, layout: Layout | Callable[[torch.Tensor], Layout] | None = None,
+    input_hw: tuple[int, int] | None = None,
+) -> Iterator[dict]:
+    """Record ``layer``'s map ``[B, C, h, w]`` in ``store["activations"]`` (and its layout in ``store["layout"]``)
+    while the block runs.
 
-    The layer's downstream consumers receive a clone, so an in-place op after the layer (e.g.
-    ``ReLU(inplace=True)``) cannot overwrite the stored activations; gradients still flow to
-    the stored tensor. The hook is removed on exit, also on error.
+    ``layout``: a :class:`~wsol.cams.layout.Layout`, or a function of the output that gives one (``None``:
+    NCHW, the convolutional case); ``input_hw``: the input's size, for a token grid. The layers after
+    ``layer`` receive a copy rebuilt from the recorded map, so an in-place op after the layer (e.g.
+    ``ReLU(inplace=True)``) cannot overwrite it while gradients still flow to it. The hook is removed on
+    exit, also on error.
     """
-    store: dict[str, torch.Tensor] = {}
-
-    def hook(_module: nn.Module, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise WsolError(f"the target layer must output a (B, C, H, W) tensor, got {shape}")
-        store["activations"] = output
-        return output.clone()
-
-    handle = layer.register_forward_hook(hook)
+    store: dict = {}
+    choose = layout if callable(layout) else (lambda _output: layout or NCHW)
+    handle = layer.register_forward_hook(layout_hook(choose, tuple(input_hw or (224, 224)), store))
     try:
         yield store
     finally:
@@ -148,6 +153,8 @@ class CamMethod:
         fusion: ``mean``, ``max`` or ``layercam``; used with several layers only.
         seed: seed of the noise of the stochastic methods (drawn on the CPU, so every device
             draws the same noise).
+        layout: how the layers' outputs hold their maps (``auto``: read off each output and the model,
+            :func:`~wsol.cams.layout.resolve_layout`): convolutional, channels-last or transformer tokens.
     """
 
     needs_grad: bool = True
@@ -160,6 +167,7 @@ class CamMethod:
         relu: bool = True,
         fusion: str = "mean",
         seed: int = 0,
+        layout: LayoutRequest | None = None,
     ) -> None:
         self.model = model
         self.layer_names = [layer] if isinstance(layer, str) else list(layer)
@@ -171,6 +179,18 @@ class CamMethod:
             raise WsolError(f"model.fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.fusion = fusion
         self.seed = int(seed)
+        self.layout_request = layout or LayoutRequest()
+        self._layouts: dict[int, Layout] = {}
+
+    def _layout(self, index: int) -> Callable[[torch.Tensor], Layout]:
+        """Layer ``index``'s layout, resolved from its first output and kept."""
+
+        def choose(output: torch.Tensor) -> Layout:
+            if index not in self._layouts:
+                self._layouts[index] = resolve_layout(self.model, self.layers[index], output, self.layout_request)
+            return self._layouts[index]
+
+        return choose
 
     def channel_weights(self, x: LayerCapture) -> torch.Tensor:
         """Channel weights ``[B, C]`` (or pixel-wise ``[B, C, h, w]``)."""
@@ -183,7 +203,9 @@ class CamMethod:
     def forward_with_captures(self, images: torch.Tensor, targets_from) -> list[LayerCapture]:
         """One forward (and backward, if ``needs_grad``) with every target layer hooked."""
         with contextlib.ExitStack() as stack, torch.set_grad_enabled(self.needs_grad):
-            stores = [stack.enter_context(capture_activations(layer)) for layer in self.layers]
+            hw = tuple(images.shape[-2:])
+            stores = [stack.enter_context(capture_activations(layer, self._layout(i), hw))
+                      for i, layer in enumerate(self.layers)]
             inputs = images.detach().requires_grad_(self.needs_grad)
             logits = self.model(inputs)
             targets = targets_from(logits)
@@ -193,8 +215,8 @@ class CamMethod:
                 scores = target_scores(logits, targets).sum()  # samples are independent in eval mode
                 gradients = torch.autograd.grad(scores, activations)
         return [
-            LayerCapture(layer, images.detach(), a.detach(), g, logits.detach(), targets)
-            for layer, a, g in zip(self.layers, activations, gradients, strict=True)
+            LayerCapture(layer, images.detach(), a.detach(), g, logits.detach(), targets, store["layout"])
+            for layer, a, g, store in zip(self.layers, activations, gradients, stores, strict=True)
         ]
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, target: str = "gt") -> CamOutput:

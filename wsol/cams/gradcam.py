@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from . import METHODS
-from .core import CamMethod, LayerCapture, capture_activations, seeded_noise, target_scores
+from .core import CamMethod, LayerCapture, seeded_noise, target_scores
 
 __all__ = [
     "GradCAM",
@@ -96,7 +96,7 @@ class SmoothGradCAMpp(CamMethod):
         noise = seeded_noise((self.num_samples, *x.images.shape[1:]), self.std, self.seed, x.images.device)
         total = torch.zeros(x.activations.shape[:2], device=x.activations.device, dtype=x.activations.dtype)
         for eps in noise:
-            with capture_activations(x.layer) as store, torch.enable_grad():
+            with x.capture() as store, torch.enable_grad():
                 logits = self.model((x.images + eps).requires_grad_(True))
                 activations = store["activations"]
                 (gradients,) = torch.autograd.grad(target_scores(logits, x.targets).sum(), activations)

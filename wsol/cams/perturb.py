@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import WsolError
 from ..ops import minmax_normalize
+from .layout import NCHW, Layout
 
 MASK_ORDERS = ("upsample_first", "normalize_first")
 
@@ -105,13 +106,17 @@ def replace_output(layer: nn.Module, transform: Callable[[torch.Tensor], torch.T
         handle.remove()
 
 
-def zero_channels(channels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An output transform that zeroes channel ``channels[i]`` of row ``i`` (for :func:`replace_output`)."""
+def zero_channels(
+    channels: torch.Tensor, layout: Layout = NCHW, input_hw: tuple[int, int] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An output transform that zeroes channel ``channels[i]`` of row ``i``'s map (for :func:`replace_output`);
+    in a token layout the patch tokens' channel, the prefix tokens untouched."""
     rows = torch.arange(len(channels), device=channels.device)
 
     def transform(output: torch.Tensor) -> torch.Tensor:
-        output = output.clone()
-        output[rows, channels] = 0
-        return output
+        spatial, rebuild = layout.split(output, tuple(input_hw or (224, 224)))
+        spatial = spatial.clone()
+        spatial[rows, channels] = 0
+        return rebuild(spatial)
 
     return transform

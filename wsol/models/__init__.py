@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +25,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OFFLINE_MODELS = ("efficientnet_lite0",)
 WSOLEVAL_MODELS = ("wsoleval_inception_v3", "wsoleval_resnet50", "wsoleval_vgg16")
-_TOKEN_MODELS = ("vit_", "swin_")  # token or channels-last maps: no (B, C, H, W) feature layer
+SOURCES = ("custom", "timm")  # the model= choices that are not one model but a way to bring one
 
 
 @dataclass
@@ -46,17 +46,20 @@ class LoadedModel:
 
 
 def list_model_names() -> list[str]:
-    """Every name ``model=`` accepts: torchvision's classifiers with ``(B, C, H, W)`` feature maps, the offline
-    models and wsolevaluation's."""
+    """Every built-in model ``model=`` names: torchvision's classifiers (transformers included), the offline
+    model and wsolevaluation's (:data:`SOURCES` bring any other)."""
     import torchvision.models
 
     names = torchvision.models.list_models(module=torchvision.models)
-    return sorted(n for n in names if not n.startswith(_TOKEN_MODELS)) + list(OFFLINE_MODELS) + list(WSOLEVAL_MODELS)
+    return sorted(names) + list(OFFLINE_MODELS) + list(WSOLEVAL_MODELS)
 
 
 def model_label(model: dict) -> str:
     """A model's name in tables and figures: ``model.name``; for a wsolevaluation model with its architecture
-    type and ``-lfm`` for 28×28 maps (``wsoleval_resnet50-adl-lfm``)."""
+    type and ``-lfm`` for 28×28 maps (``wsoleval_resnet50-adl-lfm``); for ``model=custom`` without a name, its
+    builder's."""
+    if model.get("source") == "custom" and model["name"] == "custom" and model.get("target"):
+        return str(model["target"]).replace(":", ".").rsplit(".", 1)[-1]  # the builder's name
     if model["name"] not in WSOLEVAL_MODELS:
         return str(model["name"])
     return f"{model['name']}-{model.get('architecture', 'cam')}" + ("-lfm" if model.get("large_feature_map") else "")
@@ -220,31 +223,50 @@ def _torchvision_model(name: str, weights: str | None, num_classes: int | None) 
 def build_model(
     name: str,
     *,
+    source: str = "builtin",
     weights: str | None = "DEFAULT",
     checkpoint: str | None = None,
     num_classes: int | None = None,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     architecture: str = "cam",
     large_feature_map: bool = False,
     acol_drop_threshold: float = 0.7,
+    pretrained: bool = True,
+    target: str | None = None,
+    kwargs: dict | None = None,
+    output: str | None = None,
+    input_size: int = 224,
 ) -> LoadedModel:
-    """Build a classifier by name, in eval mode on the CPU.
+    """Build a classifier, in eval mode on the CPU.
 
     Args:
-        name: a torchvision classifier name (``resnet50``, ``vgg16``…), ``efficientnet_lite0``, or a
-            wsolevaluation model (``wsoleval_vgg16``, ``wsoleval_resnet50``, ``wsoleval_inception_v3``).
+        name: with ``source="builtin"``, a torchvision classifier (``resnet50``, ``vit_b_16``…),
+            ``efficientnet_lite0`` or a wsolevaluation model (``wsoleval_resnet50``…); with ``"timm"``, any timm
+            model name; with ``"custom"``, the label of the user's model.
+        source: ``builtin``, ``timm`` or ``custom`` (``target`` built with Hydra's ``instantiate``).
         weights: torchvision weights enum name (``DEFAULT``, ``IMAGENET1K_V1``…); ``None`` for random.
-        checkpoint: a local ``state_dict`` file (fine-tuned models); then ``weights`` is ignored.
-        num_classes: classifier width for ``checkpoint`` (e.g. 200 for CUB); wsolevaluation models read it
-            from the checkpoint when it is ``None``.
+        checkpoint: a local ``state_dict`` file (fine-tuned models); then ``weights`` / ``pretrained`` are ignored.
+        num_classes: classifier width (e.g. 200 for CUB); wsolevaluation models read it from the checkpoint
+            when it is ``None``; for timm and custom models, the width their forward must give.
         mean, std: input normalisation; defaults to the weights' own (ImageNet's).
         architecture, large_feature_map, acol_drop_threshold: the wsolevaluation models' options
             (:mod:`wsol.models.wsoleval`).
+        pretrained: timm's pretrained weights (from its hub).
+        target, kwargs: the user's builder (``pkg.mod.fn`` or ``file.py:fn``) and its arguments; ``kwargs`` also
+            go to ``timm.create_model``.
+        output: the logits' key, index or attribute in a model's output that is not a tensor.
+        input_size: the side of the probe input that checks a timm or custom model's output.
 
     Raises:
-        WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit.
+        WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit, a timm or
+            custom model whose forward gives no ``[B, num_classes]`` logits.
     """
+    if source in ("timm", "custom"):
+        return _external_model(name, source, checkpoint, num_classes, mean, std, pretrained, target, kwargs, output,
+                               input_size)
+    if source != "builtin":
+        raise WsolError(f"model.source must be builtin, timm or custom, got {source!r}")
     names: list[str] | None = None
     lookup: Callable[[], list[str]] | None = None  # names looked up when asked for
     if name == "efficientnet_lite0":
@@ -254,8 +276,6 @@ def build_model(
     elif name in WSOLEVAL_MODELS:
         module = _wsoleval_model(name, weights, checkpoint, num_classes, architecture, large_feature_map,
                                  acol_drop_threshold)
-    elif name.startswith(_TOKEN_MODELS):
-        raise WsolError(f"{name}: transformer token maps are not supported yet; choose a CNN (resnet50, vgg16…)")
     elif checkpoint:
         module = _from_checkpoint(lambda: _torchvision_model(name, None, num_classes)[0], checkpoint,
                                   f"{name} ({num_classes or 1000} classes)")
@@ -274,6 +294,28 @@ def build_model(
         std=tuple(std or IMAGENET_STD),
         num_classes=out_features,
         category_names=lookup or (lambda: names),
+    )
+
+
+def _external_model(name, source, checkpoint, num_classes, mean, std, pretrained, target, kwargs, output,
+                    input_size) -> LoadedModel:
+    """A timm model or the user's own module, checked to give ``[B, num_classes]`` logits."""
+    from . import custom
+
+    if source == "timm":
+        module = custom.build_timm(name, pretrained and not checkpoint, num_classes, kwargs)
+        own_mean, own_std = custom.timm_normalization(module)
+        mean, std = mean or own_mean, std or own_std
+    else:
+        module = custom.build_custom(target, kwargs)
+    if checkpoint:
+        _load_state(module, read_checkpoint(checkpoint), checkpoint, f"{source} model {name}")
+    if output:
+        custom.select_output(module, str(output))
+    classes = custom.check_logits(module.eval(), input_size, num_classes)
+    return LoadedModel(
+        name=name, module=module, mean=tuple(mean or IMAGENET_MEAN), std=tuple(std or IMAGENET_STD),
+        num_classes=classes, category_names=imagenet_categories if classes == 1000 else (lambda: None),
     )
 
 
@@ -296,22 +338,44 @@ def _is_pooling(module: nn.Module) -> bool:
     return isinstance(module, _POOLS)
 
 
+def _is_passthrough(module: nn.Module) -> bool:
+    """Layers that only pass their input on (identity, dropout, a permutation): never the default layer."""
+    return isinstance(module, nn.Identity | nn.Dropout) or type(module).__name__ in ("Permute", "DropPath")
+
+
+def _first_norm_of_last_block(records: list[tuple[str, nn.Module, tuple[int, ...]]]) -> str | None:
+    """The first LayerNorm (in execution order) of the last module that runs two or more: a transformer
+    block's ``norm1`` / ``ln_1``."""
+    blocks: dict[str, list[str]] = {}
+    for name, module, _ in records:
+        if isinstance(module, nn.LayerNorm):
+            blocks.setdefault(name.rpartition(".")[0], []).append(name)
+    last = [norms for norms in blocks.values() if len(norms) >= 2]
+    return last[-1][0] if last else None
+
+
 def default_layer(module: nn.Module, input_size: int = 224) -> str:
     """The default target layer: the model's own ``cam_layer`` where it names one (the wsolevaluation models:
-    the layer their CAM reads), else the last module to finish with a spatial ``(B, C, H, W)`` output.
+    the layer their CAM reads); for a transformer whose blocks work on token sequences (ViT, DeiT, BEiT), the
+    first norm of its last block (``blocks.11.norm1``, ``encoder.layers.encoder_layer_11.ln_1``), as the CAM
+    literature takes for ViTs; else the last module to finish with a spatial output, ``(B, C, H, W)`` or
+    channels-last ``(B, H, W, C)`` (Swin's stages).
 
-    Pooling layers (and containers ending in one) are passed over, so VGG gets its last ReLU
-    (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``. Found by
-    one forward of a zero image on the module's own device (move the model first: on a GPU it is instant).
+    Pooling and pass-through layers (identity, dropout, permutations) are passed over, so VGG gets its last
+    ReLU (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``, Swin
+    ``norm``. Found by one forward of a zero image on the module's own device (move the model first: on a GPU
+    it is instant).
     """
+    from ..cams.layout import channels_last
+
     if isinstance(getattr(module, "cam_layer", None), str):
         return module.cam_layer
-    finished: list[str] = []
+    records: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     names = {m: n for n, m in module.named_modules() if n}
 
     def record(mod: nn.Module, _inp, out) -> None:
-        if isinstance(out, torch.Tensor) and out.ndim == 4 and min(out.shape[2:]) > 1 and not _is_pooling(mod):
-            finished.append(names[mod])
+        if isinstance(out, torch.Tensor) and out.ndim in (3, 4):
+            records.append((names[mod], mod, tuple(out.shape)))
 
     handles = [m.register_forward_hook(record) for m in names]
     try:
@@ -324,9 +388,20 @@ def default_layer(module: nn.Module, input_size: int = 224) -> str:
     finally:
         for h in handles:
             h.remove()
-    if not finished:
-        raise WsolError("the model has no layer with a (B, C, H, W) output; set model.layer explicitly")
-    return finished[-1]
+
+    def spatial(mod: nn.Module, shape: tuple[int, ...]) -> bool:
+        if len(shape) != 4 or _is_pooling(mod) or _is_passthrough(mod):
+            return False
+        return min(shape[1:3] if channels_last(module, mod, shape) else shape[2:]) > 1
+
+    last_spatial = max((i for i, (_, m, shape) in enumerate(records) if spatial(m, shape)), default=-1)
+    if any(len(shape) == 3 and shape[1] > 1 for _, _, shape in records[last_spatial + 1:]):
+        norm = _first_norm_of_last_block(records[last_spatial + 1:])
+        if norm is not None:
+            return norm
+    if last_spatial < 0:
+        raise WsolError("the model has no layer with a spatial or token output; set model.layer explicitly")
+    return records[last_spatial][0]
 
 
 def find_layer(module: nn.Module, name: str) -> nn.Module:
