@@ -267,7 +267,8 @@ def test_several_layers_fuse_per_layer_maps():
 
 
 def test_unknown_method_option_is_one_line():
-    with pytest.raises(WsolError, match="method gradcam has no option num_samples; its options: fusion, layout, relu, seed"):
+    expected = "method gradcam has no option num_samples; its options: fusion, layout, relu, seed"
+    with pytest.raises(WsolError, match=expected):
         build_method("gradcam", ToyCamNet(), "features", num_samples=3)
     with pytest.raises(WsolError, match="weighting"):
         build_method("scorecam", ToyCamNet(), "features", weighting="logits")
