@@ -4,6 +4,7 @@ model, batch and inputs. Writes a Markdown table to ``results/bench/``.
     python scripts/bench.py                         # resnet50, batch 64, 224², the default device
     python scripts/bench.py --device cpu --batch 8 --iters 2
     python scripts/bench.py --tiny --out /tmp/bench # seconds on a CPU (what CI runs)
+    python scripts/bench.py --bootstrap             # the bootstrap intervals' cost at ImageNet size alone
 
 Rows: raw forward; forward + backward to the target layer (the floor of every gradient method);
 each wsol method's maps alone and end to end (maps, upsampling, min-max, uint8, the box sweep at
@@ -37,7 +38,7 @@ from wsol.cams.core import capture_activations, eval_mode, target_scores  # noqa
 from wsol.io import atomic_write_text  # noqa: E402
 from wsol.localize import localize  # noqa: E402
 from wsol.maps import eval_maps, quantize  # noqa: E402
-from wsol.metrics import BoxAccumulator, topk_correct  # noqa: E402
+from wsol.metrics import BoxAccumulator, PxAPAccumulator, topk_correct  # noqa: E402
 from wsol.models import build_model, compile_around, default_layer, find_layer  # noqa: E402
 
 DEFAULT_METHODS = "cam,gradcam,gradcampp,xgradcam,layercam,eigencam"
@@ -174,12 +175,22 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--repeats", type=int, default=2, help="--vs-peers: timed runs of each process")
     parser.add_argument("--workers", default="auto", help="--vs-peers: DataLoader workers of both pipelines")
     parser.add_argument("--loop-images", type=int, default=256, help="images of the serial vs overlapped table")
+    parser.add_argument("--bootstrap", action="store_true",
+                        help="only the cost of the bootstrap intervals (50,000 images, 1,000 thresholds, 1,000 "
+                             "resamples; PxAP at OpenImages size), written to <out>/bootstrap.md")
     parser.add_argument("--startup-before", default=None, metavar="COMMIT",
                         help="--vs-peers: also profile the start-up of this git commit (a temporary worktree)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(__file__)), "results", "bench"))
     args = parser.parse_args(argv)
     if args.vs_peers:
         return whole_process(args)
+    if args.bootstrap:
+        text = bootstrap_table(2_000 if args.tiny else 50_000, 1_000, 1_000)
+        path = os.path.join(args.out, "bootstrap.md")
+        atomic_write_text(path, text)
+        print(text)
+        print(f"written to {path}")
+        return path
     if args.tiny:
         args.model, args.batch, args.size, args.iters, args.warmup, args.thresholds = "resnet18", 4, 64, 1, 1, 10
         args.compile = False  # minutes of compilation on a CPU
@@ -291,6 +302,59 @@ def main(argv: list[str] | None = None) -> str:
     print(text)
     print(f"written to {path}")
     return path
+
+
+def bootstrap_table(images: int, thresholds: int, resamples: int, masks: int = 30_000) -> str:
+    """Seconds and peak memory (tracemalloc: numpy's allocations) of the bootstrap intervals at
+    ``eval.bootstrap=resamples``: drawing the resamples, every box metric with the thresholds re-chosen per
+    resample, and PxAP from per-image histograms. The box records are those of 500 localized random maps,
+    repeated to ``images`` (the cost depends only on the sizes)."""
+    import tracemalloc
+
+    from wsol.metrics.bootstrap import percentile_interval, resample_weights
+
+    rng = np.random.default_rng(0)
+    size, base = 64, 500
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(base, 1, size, size), 9, 1, 4)[:, 0].numpy()
+    maps = quantize(torch.from_numpy(smooth / smooth.reshape(base, -1).max(1)[:, None, None])).numpy()
+    corners = np.sort(rng.integers(0, size, (base, 1, 2, 2)), axis=2)
+    gt = np.concatenate([corners[:, :, 0], corners[:, :, 1]], axis=-1)
+    grid = np.arange(thresholds) / thresholds
+    acc = BoxAccumulator(grid)
+    sweep = localize(maps, grid, gt, np.ones((base, 1), bool))
+    acc.update(sweep, maps.reshape(base, -1).max(1), gt, np.ones((base, 1), bool), rng.random(base) < 0.7,
+               rng.random(base) < 0.9)
+    acc.records, acc.count = acc.records * (images // base), images // base * base
+    pxap = PxAPAccumulator(1 / thresholds)
+    bins = len(pxap.edges) - 1
+    per_image = rng.integers(0, 60, (masks, bins)).astype(np.uint16)
+    pxap.add(per_image, per_image[::-1].copy())
+    rows = []
+    weights, mask_weights = resample_weights(acc.count, resamples), resample_weights(masks, resamples)
+    for name, work in (
+        (f"draw {resamples:,} resamples of {images:,} images", lambda: resample_weights(acc.count, resamples)),
+        (f"box metrics, {images:,} images × {thresholds:,} thresholds", lambda: acc.bootstrap(weights)),
+        (f"PxAP, {masks:,} images × {bins:,} bins", lambda: pxap.bootstrap(mask_weights)),
+    ):
+        tracemalloc.start()
+        start = time.perf_counter()
+        out = work()
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        if isinstance(out, dict):
+            assert all(np.isfinite(percentile_interval(v)).all() for v in out.values())
+        rows.append(f"| {name} | {seconds:.2f} | {peak:,.0f} |")
+    return "\n".join([
+        f"# The bootstrap intervals' cost ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, numpy {np.__version__})", "",
+        f"`eval.bootstrap={resamples}` (the default) at ILSVRC's size: {images:,} images at {thresholds:,} "
+        f"thresholds (`protocol=wsoleval_v2`), every box metric with the thresholds chosen again in each resample; "
+        f"PxAP at OpenImages' size from per-image histograms ({masks:,} images at interval {1 / thresholds:g}). "
+        "Peak memory is what numpy allocates beyond the accumulators (tracemalloc); the resample weights are "
+        f"uint8, {resamples:,} × {images:,} bytes. Once per run, at its end.", "",
+        "| step | seconds | peak MiB |", "| :--- | ---: | ---: |", *rows, "",
+    ])
 
 
 def wsoleval_table(device, images, labels, thresholds, gt_boxes, timer) -> tuple[list, float]:

@@ -59,7 +59,7 @@ def test_defaults_live_once():
         (["localize.backend=blobs"], "localize.backend=blobs: expected one of cc, contours"),
         (["eval.iou_thresholds=[a]"], "eval.iou_thresholds=[a]: expected a list of integers"),
         (["localize.interval=-1"], "localize.interval must be in (0, 1) for a sweep, got -1.0"),
-        (["protocol=cam16", "localize.threshold=1.5"], "localize.threshold must be in [0, 1) in fixed mode"),
+        (["protocol=cam16", "localize.threshold=1.5"], "localize.threshold must be in [0, 1) or from:VAL_RUN_DIR"),
         (["batch_size=0"], "batch_size must be at least 1"),
         (["eval.iou_thresholds=[30,70]"], "must be percentages in (0, 100) and include 50"),
         (["num_workers=many"], "num_workers must be auto or a number"),

@@ -19,7 +19,7 @@ LAYERS = [
     ("config", ("wsol.config",)),
     ("loop", ("wsol.evaluate",)),
     ("outputs", ("wsol.report",)),
-    ("entry points", ("wsol.run", "wsol.aggregate", "wsol.merge", "wsol.callbacks")),
+    ("entry points", ("wsol.run", "wsol.aggregate", "wsol.select", "wsol.merge", "wsol.callbacks")),
 ]
 
 

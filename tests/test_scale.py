@@ -18,6 +18,7 @@ from wsol.cams.core import CamMethod
 from wsol.config import check_overrides
 from wsol.errors import WsolError
 from wsol.evaluate import Evaluation, evaluate
+from wsol.io import read_arrays
 from wsol.report.tables import format_table, metrics_frame, summarize_seeds
 
 
@@ -81,6 +82,8 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, over
     monkeypatch.setattr(Evaluation, "process", original)
     resumed = evaluate(cfg, run_dir)
     assert resumed.metrics == whole.metrics
+    assert resumed.info["ci"] == whole.info["ci"] and resumed.info["bootstrap"] == whole.info["bootstrap"]
+    assert all((resumed.samples[k] == v).all() for k, v in whole.samples.items())
     assert resumed.images == whole.images and resumed.curves == whole.curves
     with pytest.raises(WsolError, match="another configuration"):
         evaluate(_config("limit=20", "batch_size=4", "method=cam"), run_dir)
@@ -108,13 +111,19 @@ def test_box_threads_split_the_cores_only_when_scoring_shares_them(monkeypatch):
 
 
 def test_partials_are_compact_and_load_without_pickle(tmp_path):
-    """At interval 0.001 a batch file holds each image's boxes at every cut level: well under 2 KB per image."""
+    """At interval 0.001 a batch file holds each image's boxes at every cut level (well under 2 KB per image) and
+    its PxAP histograms (2 × 1,002 uint16 bins, compressed below their 4 KB)."""
+    import zipfile
+
     import numpy as np
 
     cfg = _config("limit=16", "batch_size=8")
     evaluate(cfg, str(tmp_path))
     files = sorted((tmp_path / "partials").glob("batch_*.npz"))
-    assert len(files) == 2 and sum(f.stat().st_size for f in files) / 16 < 2048
+    members = [m for f in files for m in zipfile.ZipFile(f).infolist()]
+    boxes = sum(m.compress_size for m in members if not m.filename.startswith("pxap."))
+    pxap = sum(m.compress_size for m in members if m.filename.startswith("pxap."))
+    assert len(files) == 2 and boxes / 16 < 2048 and pxap / 16 < 2 * 1002 * 2 / 2
     with np.load(files[0], allow_pickle=False) as data:
         assert data["boxes.largest"].dtype == np.uint8 and len(data["ids"]) == 8
 
@@ -195,6 +204,9 @@ def test_two_shards_merge_to_one_run(tmp_path):
     assert single.returncode == 0, single.stderr[-2000:]
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("merged", "single"))
     assert a["metrics"] == b["metrics"] and a["images"] == b["images"] == 30
+    assert a["ci"] == b["ci"] and a["bootstrap"] == b["bootstrap"]  # per-image data merged exactly
+    samples = [read_arrays(str(tmp_path / d / "bootstrap.npz")) for d in ("merged", "single")]
+    assert samples[0].keys() == samples[1].keys() and all((samples[0][k] == samples[1][k]).all() for k in samples[0])
     rows = [list(csv.reader((tmp_path / d / "per_image.csv").open())) for d in ("merged", "single")]
     assert rows[0] == rows[1]
     incomplete = wsol(str(tmp_path / "s0"), "--out", str(tmp_path / "bad"), module="wsol.merge")

@@ -14,21 +14,14 @@ import sys
 
 from .errors import WsolError
 from .io import atomic_write_text
-from .report.tables import (
-    ID_COLUMNS,
-    METRIC_COLUMNS,
-    VARYING_COLUMNS,
-    format_table,
-    metrics_frame,
-    pivot,
-    summarize_seeds,
-)
+from .report.compare import paper_tables
+from .report.tables import ID_COLUMNS, METRIC_COLUMNS, VARYING_COLUMNS
 from .report.writer import collect_runs
 
 __all__ = ["aggregate", "main"]
 
 
-def _natural(text: str) -> list:
+def natural_key(text: str) -> list:
     """Sort key that orders numbers by value: ``features.4`` before ``features.16``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
@@ -44,29 +37,27 @@ def aggregate(
     rows: list[str] | None = None,
     cols: list[str] | None = None,
     metrics: list[str] | None = None,
+    ci: str = "pm",
+    significance: bool = True,
 ) -> str:
-    """Write ``table.{md,tex,csv}`` of all runs under ``root`` into ``out_dir`` (default: root); return the md."""
+    """Write ``table.{md,tex,html,csv}`` of all runs under ``root`` into ``out_dir`` (default: root); return the
+    md. ``ci``: pm, interval or none; ``significance``: mark rows tied with their column's best."""
     runs, failed = collect_runs(root)
     if not runs:
         raise WsolError(f"no finished runs (metrics.json) under {root}")
     order = ("dataset", "model", "layer", "method", "protocol", "backend")
-    runs.sort(key=lambda r: tuple(_natural(str(r.get(k) or "")) for k in order))
+    runs.sort(key=lambda r: tuple(natural_key(str(r.get(k) or "")) for k in order))
     column_sets = {tuple(r.get("columns") or ()) for r in runs}
     columns = metrics or (list(column_sets.pop()) if len(column_sets) == 1 else None)
-    frame, std = summarize_seeds(metrics_frame(runs, columns))
-    if cols:
-        metric_headers = [METRIC_COLUMNS[m] for m in metrics] if metrics else None
-        frame = pivot(frame, [_header(r) for r in rows or ["method"]], [_header(c) for c in cols], metric_headers)
-        std = None
-    out_dir = out_dir or root
     protocols = sorted({str(r.get("protocol")) for r in runs})
     caption = f"{runs[0].get('dataset')}, {runs[0].get('images')} images, protocol {', '.join(protocols)}"
-    texts = {
-        fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "", std=std)
-        for fmt in ("md", "tex", "html", "csv")
-    }
+    texts = paper_tables(
+        runs, columns, caption, [_header(r) for r in rows or ["method"]], [_header(c) for c in cols or []],
+        ci_style=ci, significance=significance,
+    )
     if failed:
         texts["md"] += "\nFailed or unfinished runs:\n" + "".join(f"- {d}: {r}\n" for d, r in failed)
+    out_dir = out_dir or root
     for fmt, text in texts.items():
         atomic_write_text(os.path.join(out_dir, f"table.{fmt}"), text)
     return texts["md"]
@@ -80,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cols", default=None, help="comma-separated column keys, e.g. model,dataset (pivot)")
     keys = ", ".join(METRIC_COLUMNS)
     parser.add_argument("--metrics", default=None, help=f"comma-separated metrics.json keys: {keys}")
+    parser.add_argument("--ci", default="pm", choices=("pm", "interval", "none"),
+                        help="bootstrap intervals as value ± half-width (pm), value [lo, hi] (interval), or none")
+    parser.add_argument("--no-significance", dest="significance", action="store_false",
+                        help="do not mark rows not significantly different from their column's best")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
         sys.exit(f"error: not a folder: {args.root}")
@@ -88,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         return [t for t in text.split(",") if t] if text else None
 
     try:
-        print(aggregate(args.root, args.out, split(args.rows), split(args.cols), split(args.metrics)))
+        print(aggregate(args.root, args.out, split(args.rows), split(args.cols), split(args.metrics), args.ci,
+                        args.significance))
     except (ValueError, WsolError) as e:
         sys.exit(f"error: {e}")
 

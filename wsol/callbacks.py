@@ -57,7 +57,9 @@ class SweepCallbacks(Callback):
     sweep's table into its folder (see :mod:`wsol.aggregate`) and, with ``report=true``, its report."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        keys = varying_keys(list(config.hydra.overrides.task))
+        params = config.hydra.sweeper.get("params") or {}  # sweeps a config sets (+experiment=val_test)
+        keys = varying_keys(list(config.hydra.overrides.task) + [f"{k}={v}" for k, v in params.items()])
+        keys = list(dict.fromkeys(keys))
         write_json(os.path.join(config.hydra.sweep.dir, SWEEP_FILE), {"varying": keys})
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -65,7 +67,7 @@ class SweepCallbacks(Callback):
 
         sweep_dir = config.hydra.sweep.dir
         try:
-            table = aggregate(sweep_dir)
+            table = aggregate(sweep_dir, ci=str(config.table.ci))
         except WsolError as e:  # no finished run
             log.error("%s", e)
             return

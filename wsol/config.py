@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import json
 import os
 import typing
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ __all__ = [
     "group_choices",
     "protocol_label",
     "register_configs",
+    "resolve_threshold",
+    "threshold_from_run",
     "to_dict",
     "validate",
 ]
@@ -72,6 +75,12 @@ class Rule(enum.StrEnum):
 class Engine(enum.StrEnum):
     fast = "fast"  # one union-find pass per map for every threshold
     reference = "reference"  # scikit-image / OpenCV level by level (identical results)
+
+
+class CiStyle(enum.StrEnum):
+    pm = "pm"  # 58.10 ± 1.30: the value and the interval's half-width
+    interval = "interval"  # 58.10 [56.80, 59.40]: the value and the percentile interval
+    none = "none"
 
 
 class Target(enum.StrEnum):
@@ -144,7 +153,8 @@ class ModelConfig:
 class LocalizeConfig:
     mode: Mode = MISSING
     interval: float | None = MISSING  # sweep: np.arange(0, 1, interval); also the PxAP bin width
-    threshold: float | None = MISSING  # fixed: the one threshold, a fraction of the map's max
+    threshold: Any = MISSING  # fixed: the one threshold, a fraction of the map's max, or from:VAL_RUN_DIR (the
+    # threshold that run chose: its loc_threshold, read from its metrics.json)
     backend: Rule = MISSING
     resize: Resize = Resize.bicubic  # map upsampling to the eval size
     normalize: Normalize = Normalize.after_resize
@@ -157,6 +167,8 @@ class EvalConfig:
     iou_thresholds: list[int] = field(default_factory=lambda: [30, 50, 70])
     records: bool = True  # per-image IoU and box in per_image.csv
     pointing_tolerance: float = 15.0  # pixels at the eval size (TorchRay's default)
+    bootstrap: int = 1000  # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
+    bootstrap_seed: int = 0  # the resamples' seed: runs on the same images draw the same resamples (paired)
 
 
 @dataclass
@@ -188,6 +200,7 @@ class TableConfig:
     protocol: str | None = None  # set by the protocol preset
     requires: dict[str, Any] = field(default_factory=dict)  # the settings that define the preset
     columns: list[str] | None = None  # metrics.json keys to show; null = all
+    ci: CiStyle = CiStyle.pm  # the bootstrap interval in tables: pm (value ± half-width), interval ([lo, hi]), none
 
 
 @dataclass
@@ -361,6 +374,41 @@ def check_overrides(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
         validate(cfg)
 
 
+THRESHOLD_FROM = "from:"
+
+
+def threshold_from_run(run_dir: str) -> tuple[float, dict]:
+    """``(loc_threshold, dataset config)`` of a finished run: the threshold that maximised its GT-known loc
+    (δ = 50, largest region), or its fixed one."""
+    path = os.path.join(os.path.expanduser(run_dir), "metrics.json")
+    if not os.path.isfile(path):
+        raise WsolError(f"localize.threshold=from:{run_dir}: no finished run there (no metrics.json)")
+    with open(path) as f:
+        summary = json.load(f)
+    threshold = summary.get("metrics", {}).get("loc_threshold")
+    if threshold is None:
+        raise WsolError(f"localize.threshold=from:{run_dir}: its metrics.json has no loc_threshold (no box metrics)")
+    config_path = os.path.join(os.path.expanduser(run_dir), "config.yaml")
+    saved = OmegaConf.to_container(OmegaConf.load(config_path)) if os.path.isfile(config_path) else {}
+    return float(threshold), saved.get("dataset", {})
+
+
+def resolve_threshold(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with ``localize.threshold=from:DIR`` replaced by that run's threshold (a copy; others unchanged).
+    Refuses a run on the same dataset split as ``cfg``: its threshold was chosen on the images reported."""
+    value = cfg.localize.threshold
+    if cfg.localize.mode != Mode.fixed or not (isinstance(value, str) and value.startswith(THRESHOLD_FROM)):
+        return cfg
+    source = value[len(THRESHOLD_FROM):]
+    threshold, dataset = threshold_from_run(source)
+    if dataset == to_dict(cfg)["dataset"]:
+        raise WsolError(f"localize.threshold=from:{source}: that run evaluated this same dataset and split, so its "
+                        "threshold was chosen on the images this run reports; take it from a val run")
+    resolved = cfg.copy()
+    resolved.localize.threshold = threshold
+    return resolved
+
+
 def to_dict(cfg) -> dict:
     """A config (typed or not) as plain containers, enums as their values."""
     container = OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg),
@@ -381,11 +429,17 @@ def validate(cfg: DictConfig) -> None:
     loc = cfg.localize
     if loc.mode == Mode.sweep and not (loc.interval is not None and 0 < loc.interval < 1):
         raise WsolError(f"localize.interval must be in (0, 1) for a sweep, got {loc.interval}")
-    if loc.mode == Mode.fixed and not (loc.threshold is not None and 0 <= loc.threshold < 1):
-        raise WsolError(f"localize.threshold must be in [0, 1) in fixed mode, got {loc.threshold}")
+    if loc.mode == Mode.fixed:
+        if isinstance(loc.threshold, str) and loc.threshold.startswith(THRESHOLD_FROM):
+            threshold_from_run(loc.threshold[len(THRESHOLD_FROM):])
+        elif isinstance(loc.threshold, bool) or not (isinstance(loc.threshold, int | float) and 0 <= loc.threshold < 1):
+            raise WsolError(f"localize.threshold must be in [0, 1) or from:VAL_RUN_DIR in fixed mode, got "
+                            f"{loc.threshold!r}")
     deltas = list(cfg.eval.iou_thresholds)
     if 50 not in deltas or any(not 0 < d < 100 for d in deltas):
         raise WsolError(f"eval.iou_thresholds must be percentages in (0, 100) and include 50, got {deltas}")
+    if cfg.eval.bootstrap < 0 or cfg.eval.bootstrap == 1:
+        raise WsolError(f"eval.bootstrap must be 0 (off) or at least 2 resamples, got {cfg.eval.bootstrap}")
     if cfg.shard.count < 1 or not 0 <= cfg.shard.index < cfg.shard.count:
         raise WsolError(f"shard.index must be in [0, shard.count), got {cfg.shard.index} of {cfg.shard.count}")
     if cfg.num_workers != "auto" and not (isinstance(cfg.num_workers, int) and cfg.num_workers >= 0):

@@ -32,13 +32,14 @@ from . import __version__
 from .cams import build_method
 from .cams.from_files import save_maps
 from .cams.layout import LayoutRequest
-from .config import to_dict, validate
+from .config import resolve_threshold, to_dict, validate
 from .data import build_dataset, collate
 from .data.base import Batch
 from .errors import WsolError
 from .localize import localize, sweep_thresholds
 from .maps import eval_maps, quantize
 from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_correct
+from .metrics.bootstrap import LEVEL, images_key, percentile_interval, resample_weights, weighted_sums
 from .models import build_model, compile_around, default_layer
 from .progress import Progress
 from .scoring import FileScorer, MapCache, ModelScorer, Scores, resolve_device
@@ -68,6 +69,7 @@ class EvalResult:
     images: list[dict[str, object]]
     curves: list[dict[str, float]]
     info: dict[str, object] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)  # each metric over the bootstrap resamples [R]
 
 
 def available_cores() -> int:
@@ -161,6 +163,7 @@ class Evaluation:
 
     def __init__(self, cfg, run_dir: str | None = None) -> None:
         validate(cfg)
+        cfg = resolve_threshold(cfg)
         self.cfg, self.run_dir = cfg, run_dir
         self.config = to_dict(cfg)
         self.device = resolve_device(cfg.device)
@@ -228,6 +231,7 @@ class Evaluation:
             "thresholds": self.thresholds.tolist(),
             "iou_thresholds": list(cfg.eval.iou_thresholds),
             "pointing_tolerance": float(cfg.eval.pointing_tolerance),
+            "bootstrap": {"resamples": int(cfg.eval.bootstrap), "seed": int(cfg.eval.bootstrap_seed)},
             "pxap_interval": float(cfg.localize.interval or 0.01),
             "has_boxes": self.has_boxes,
             "has_masks": self.dataset.has_masks,
@@ -354,6 +358,8 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
             row.update(res)
     if pxap is not None:
         metrics["pxap"] = pxap.compute()
+    ids = [i for r in scored for i in r.ids]
+    samples = _bootstrap(meta, n_images, metrics, scored, boxes, pointing, pxap)
     info = {
         "images": n_images,
         "skipped": dict(skipped),
@@ -368,7 +374,31 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
         "maps": meta.get("maps"),
         "seconds": round(seconds, 3),
     }
-    return EvalResult(metrics=metrics, images=rows, curves=boxes.curves() if boxes else [], info=info)
+    if samples:
+        info["ci"] = {k: list(percentile_interval(v)) for k, v in samples.items()}
+        info["bootstrap"] = {**meta["bootstrap"], "level": LEVEL, "images_key": images_key(ids)}
+    return EvalResult(metrics=metrics, images=rows, curves=boxes.curves() if boxes else [], info=info,
+                      samples=samples)
+
+
+def _bootstrap(meta: dict, n_images: int, metrics: dict, scored: list[BatchResult], boxes, pointing, pxap) -> dict:
+    """Every metric over ``meta['bootstrap']`` resamples of the images (:mod:`wsol.metrics.bootstrap`): ``{}``
+    when off. Only the metrics the run reports; MaxBoxAcc and V2 re-choose their thresholds per resample."""
+    settings = meta.get("bootstrap") or {}
+    if settings.get("resamples", 0) < 2:
+        return {}
+    weights = resample_weights(n_images, settings["resamples"], settings["seed"])
+    samples: dict[str, np.ndarray] = {}
+    if meta["target"] != "files":
+        labels = np.concatenate([r.labels for r in scored])
+        top5 = np.concatenate([r.top5 for r in scored])
+        correct = np.stack([topk_correct(top5, labels, 1), topk_correct(top5, labels, 5)], axis=1)
+        sums = weighted_sums(weights, [correct])
+        samples.update(top1_cls=100.0 * sums[:, 0] / n_images, top5_cls=100.0 * sums[:, 1] / n_images)
+    for acc in (boxes, pointing, pxap):
+        if acc is not None:
+            samples.update(acc.bootstrap(weights))
+    return {k: v for k, v in samples.items() if k in metrics}
 
 
 class _InOrder:

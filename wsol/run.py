@@ -18,12 +18,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import register_resolvers
-from .config import check_overrides, protocol_label, to_dict
+from .config import check_overrides, protocol_label, resolve_threshold, to_dict
 from .errors import WsolError
 from .evaluate import EvalResult, evaluate, run_fingerprint
 from .io import atomic_write_text
 from .models import model_label
-from .report import format_table, metrics_frame, write_run
+from .report import write_run
+from .report.compare import paper_tables
 from .report.visualize import write_run_report
 
 __all__ = ["main", "run", "write_outputs"]
@@ -51,14 +52,11 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         "metrics": result.metrics,
         **{k: v for k, v in result.info.items() if k != "layer"},
     }
-    frame = metrics_frame([summary], columns)
     changes = ", ".join(f"{k}={v}" for k, v in changed.items())
     described = f"custom ({table.get('protocol')} with {changes})" if changed else protocol
     caption = f"{summary['dataset']}, {result.info['images']} images, protocol {described}, "
     caption += f"target={result.info['target']}"
-    tables = {
-        fmt: format_table(frame, fmt, caption=caption if fmt != "csv" else "") for fmt in ("md", "tex", "html", "csv")
-    }
+    tables = paper_tables([summary], columns, caption, ci_style=str(table.get("ci", "pm")))
     write_run(
         run_dir,
         config_yaml=OmegaConf.to_yaml(OmegaConf.create(config)),
@@ -66,6 +64,7 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         images=result.images if config["eval"]["records"] else [],
         curves=result.curves,
         tables=tables,
+        samples=result.samples,
     )
     print(tables["md"], flush=True)
     return summary
@@ -87,6 +86,7 @@ def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> di
     A folder that already holds this configuration's ``metrics.json`` is left as it is. A shard
     (``shard.count > 1``) keeps only its partial results, for :mod:`wsol.merge`.
     """
+    cfg = resolve_threshold(cfg)  # from:VAL_RUN_DIR → that run's threshold, recorded as the number
     config = to_dict(cfg)
     done = _finished(run_dir, config)
     if done is not None:

@@ -5,7 +5,7 @@ A run folder's ``partials/`` holds ``meta.json`` (the config fingerprint and run
 (opening someone else's run folder runs none of their code). A batch file holds its images' facts
 and the accumulators' compact state: the box metrics as each image's boxes at every cut level (a few
 hundred bytes per image at 1,000 thresholds; the counts are recomputed from them exactly), the
-pointing game's hits and energies, PxAP's histograms. Results merge in batch order, so a resumed or
+pointing game's hits and energies, PxAP's histograms of each image. Results merge in batch order, so a resumed or
 sharded run gives exactly the numbers of one uninterrupted run.
 """
 
@@ -70,10 +70,12 @@ class BatchResult:
             out.update({f"boxes.{k}": v for k, v in (records.arrays() if records else {}).items()})
             out.update({"boxes.has_classes": np.array(self.boxes.has_classes),
                         "boxes.fallbacks": np.array(self.boxes.fallbacks)})
-            out.update({"pointing.hits": np.array(self.pointing.hits),
+            out.update({"pointing.hit": np.array(self.pointing.hit, dtype=bool),
                         "pointing.energies": np.array(self.pointing.energies, dtype=np.float64)})
         if self.pxap is not None:
-            out.update({"pxap.fg": self.pxap.fg_hist, "pxap.bg": self.pxap.bg_hist})
+            bins = len(self.pxap.edges) - 1
+            for key, parts in (("pxap.fg", self.pxap.image_fg), ("pxap.bg", self.pxap.image_bg)):
+                out[key] = np.concatenate(parts) if parts else np.zeros((0, bins), np.uint16)
         return out
 
     @classmethod
@@ -88,12 +90,12 @@ class BatchResult:
                 boxes = BoxAccumulator.from_records(boxes.thresholds, boxes.deltas, BoxRecords(**fields),
                                                     has_classes, fallbacks)
             pointing = PointingAccumulator(meta["pointing_tolerance"])
-            pointing.hits = int(arrays["pointing.hits"])
+            pointing.hit = [bool(v) for v in arrays["pointing.hit"]]
             pointing.energies = [float(v) for v in arrays["pointing.energies"]]
-            pointing.count = len(pointing.energies)
         if meta["has_masks"]:
             pxap = PxAPAccumulator(meta["pxap_interval"])
-            pxap.fg_hist, pxap.bg_hist = arrays["pxap.fg"], arrays["pxap.bg"]
+            if len(arrays["pxap.fg"]):
+                pxap.add(arrays["pxap.fg"], arrays["pxap.bg"])
         return cls(
             int(arrays["index"]), boxes, pxap, pointing, ids=[str(i) for i in arrays["ids"]],
             labels=arrays["labels"], top5=arrays.get("top5"), targets=arrays.get("targets"), flat=arrays["flat"],

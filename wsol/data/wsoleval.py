@@ -72,12 +72,21 @@ def build_wsoleval(
     *,
     root: str,
     metadata_root: str,
+    split: str | None = None,
     mask_root: str | None = None,
     image_size: int = 224,
     num_classes: int = 1000,
 ) -> WsolDataset:
-    """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``."""
+    """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``, or under
+    ``metadata_root/split`` when ``split`` is set (``metadata/CUB`` with ``split=val`` or ``test``: the
+    reference's layout, so a sweep over ``dataset.split=val,test`` evaluates both)."""
     root = require_dir(root, "dataset.root")
+    if split is not None:
+        require_dir(metadata_root, "dataset.metadata_root")
+        metadata_root = os.path.join(metadata_root, split)
+        if not os.path.isdir(metadata_root):
+            splits = sorted(d for d in os.listdir(os.path.dirname(metadata_root)) if not d.startswith("."))
+            raise WsolError(f"dataset.split={split}: no folder {metadata_root} (splits there: {', '.join(splits)})")
     records = read_wsoleval_metadata(metadata_root)
     has_masks = any(r.mask_paths for r in records)
     if has_masks and mask_root is None:

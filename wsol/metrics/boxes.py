@@ -25,8 +25,9 @@ import numpy as np
 
 from ..localize import SweepResult, box_iou, threshold_levels
 from ..localize.sweep import sweep_levels
+from .bootstrap import weighted_sums
 
-__all__ = ["BoxAccumulator", "BoxRecords", "MODES"]
+__all__ = ["BoxAccumulator", "BoxRecords", "MODES", "resampled_box_metrics"]
 
 MODES = ("largest", "all")
 
@@ -92,6 +93,28 @@ class BoxRecords:
         gt[valid] = self.gt
         ious = box_iou(boxes.astype(np.int64)[:, None, :], gt[owners])[:, 0]  # [N, K]
         return np.where(valid[owners], ious, -np.inf).max(axis=1)
+
+
+def resampled_box_metrics(
+    sums: np.ndarray, thresholds: int, deltas: tuple[int, ...], n: int, has_classes: bool = True
+) -> dict[str, np.ndarray]:
+    """The box metrics of each resample from its hit sums ``[R, (D + 3)·T]`` (the columns of
+    :meth:`BoxAccumulator.image_hits` summed with the resample's weights), choosing the thresholds again in each
+    resample as on the whole set: MaxBoxAcc = max_t of the largest-region BoxAcc(t, 50); each MaxBoxAccV2 part
+    = max_t of the all-regions BoxAcc(t, δ); GT-known / top-1 / top-5 loc at the resample's own best GT-known
+    threshold (the first on ties)."""
+    t, d = thresholds, len(deltas)
+    largest, every = sums[:, :t], sums[:, t : (d + 1) * t].reshape(-1, d, t)
+    top1, top5 = sums[:, (d + 1) * t : (d + 2) * t], sums[:, (d + 2) * t :]
+    rows, best = np.arange(len(sums)), largest.argmax(axis=1)
+    out = {"maxboxacc": 100.0 * largest.max(axis=1) / n, "gt_known_loc": 100.0 * largest[rows, best] / n}
+    parts = 100.0 * every.max(axis=2) / n  # [R, D]
+    out["maxboxacc_v2"] = parts.mean(axis=1)
+    out.update({f"maxboxacc_v2_iou{delta}": parts[:, j] for j, delta in enumerate(deltas)})
+    if has_classes:
+        out["top1_loc"], out["top5_loc"] = 100.0 * top1[rows, best] / n, 100.0 * top5[rows, best] / n
+        out["top1_loc_err"], out["top5_loc_err"] = 100.0 - out["top1_loc"], 100.0 - out["top5_loc"]
+    return out
 
 
 class BoxAccumulator:
@@ -206,6 +229,26 @@ class BoxAccumulator:
         else:
             del out["top1_loc"], out["top5_loc"]
         return {k: float(v) for k, v in out.items()}
+
+    def image_hits(self):
+        """Per batch, each image's hits ``[B, (D + 3)·T]`` (bool), threshold-major blocks: with the largest region
+        at δ = 50, with all regions at each δ, then the top-1 and top-5 hits (largest region, δ = 50). Recomputed
+        from the records, bit for bit the counts' hits."""
+        delta = np.array(self.deltas, dtype=np.float64) / 100
+        for records in self.records:
+            (iou_largest, iou_all), index = records.ious(self.thresholds), records.levels(self.thresholds)[1]
+            largest = iou_largest[index] >= 0.5  # [B, T]
+            every = iou_all[index][:, :, None] >= delta  # [B, T, D]
+            yield np.concatenate([
+                largest, every.transpose(0, 2, 1).reshape(len(index), -1),
+                largest & records.top1[:, None], largest & records.top5[:, None],
+            ], axis=1)
+
+    def bootstrap(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """Every metric of :meth:`compute` for each resample (``weights [R, n]``, :mod:`.bootstrap`), the thresholds
+        chosen again inside each resample (:func:`resampled_box_metrics`)."""
+        sums = weighted_sums(weights, self.image_hits())
+        return resampled_box_metrics(sums, len(self.thresholds), self.deltas, self.count, self.has_classes)
 
     def curves(self) -> list[dict[str, float]]:
         """BoxAcc (GT-known) for every threshold, mode and δ, as rows."""

@@ -15,26 +15,59 @@ from __future__ import annotations
 import numpy as np
 
 from ..localize import sweep_thresholds
+from .bootstrap import weighted_sums
 
-__all__ = ["PxAPAccumulator"]
+__all__ = ["PxAPAccumulator", "image_histograms", "pxap_of"]
+
+
+def image_histograms(values: np.ndarray, groups: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``[B, bins]`` counts of ``values [B, P]`` where ``groups [B, P]`` holds, in the bins ``[e_i, e_{i+1})`` of
+    ``edges`` (the last closed), as ``numpy.histogram`` counts them."""
+    bins = len(edges) - 1
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+    rows = np.broadcast_to(np.arange(len(values))[:, None], values.shape)
+    counts = np.bincount((rows * bins + index)[groups], minlength=len(values) * bins).reshape(len(values), bins)
+    return counts.astype(np.uint16 if counts.max(initial=0) < 2**16 else np.uint32)
+
+
+def pxap_of(fg_hist: np.ndarray, bg_hist: np.ndarray) -> np.ndarray:
+    """PxAP in percent of histograms ``[..., bins]``, one curve per leading index, as
+    :meth:`PxAPAccumulator.compute` (curve points with precision 0/0 dropped)."""
+    tp = np.cumsum(fg_hist[..., ::-1], axis=-1, dtype=np.float64)
+    fp = np.cumsum(bg_hist[..., ::-1], axis=-1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / tp[..., -1:]
+    terms = precision[..., 1:] * np.diff(recall, axis=-1)
+    return 100.0 * np.where(np.isnan(precision[..., 1:]), 0.0, terms).sum(axis=-1)
 
 
 class PxAPAccumulator:
-    """Dataset-wide foreground / background score histograms; merge by summing."""
+    """Foreground / background score histograms per image (and their dataset-wide sums); merge by appending."""
 
     def __init__(self, interval: float = 0.01) -> None:
         self.edges = np.append(sweep_thresholds(interval), [1.0, 2.0, 3.0])
-        self.fg_hist = np.zeros(len(self.edges) - 1)
-        self.bg_hist = np.zeros(len(self.edges) - 1)
+        self.fg_hist = np.zeros(len(self.edges) - 1, dtype=np.int64)
+        self.bg_hist = np.zeros(len(self.edges) - 1, dtype=np.int64)
+        self.image_fg: list[np.ndarray] = []  # per batch [B, bins]
+        self.image_bg: list[np.ndarray] = []
 
     def update(self, maps: np.ndarray, masks: np.ndarray) -> None:
         """Add normalised maps ``[B, H, W]`` in [0, 1] and masks ``[B, H, W]`` (0 bg, 1 fg, 255 ignore)."""
-        self.fg_hist += np.histogram(maps[masks == 1], bins=self.edges)[0]
-        self.bg_hist += np.histogram(maps[masks == 0], bins=self.edges)[0]
+        values = maps.reshape(len(maps), -1)
+        masks = masks.reshape(len(masks), -1)
+        self.add(image_histograms(values, masks == 1, self.edges), image_histograms(values, masks == 0, self.edges))
+
+    def add(self, fg: np.ndarray, bg: np.ndarray) -> None:
+        """Add per-image histograms ``[B, bins]``."""
+        self.image_fg.append(fg)
+        self.image_bg.append(bg)
+        self.fg_hist += fg.sum(axis=0, dtype=np.int64)
+        self.bg_hist += bg.sum(axis=0, dtype=np.int64)
 
     def merge(self, other: PxAPAccumulator) -> None:
-        self.fg_hist += other.fg_hist
-        self.bg_hist += other.bg_hist
+        for fg, bg in zip(other.image_fg, other.image_bg, strict=True):
+            self.add(fg, bg)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(precision, recall)`` from the highest bin down; precision is NaN where TP + FP = 0."""
@@ -52,3 +85,9 @@ class PxAPAccumulator:
         precision, recall = self.curve()
         defined = ~np.isnan(precision[1:])
         return float(100.0 * (precision[1:] * np.diff(recall))[defined].sum())
+
+    def bootstrap(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """PxAP of each resample (``weights [R, n]``): the resample's histograms are the weighted sums of the
+        images'."""
+        fg, bg = weighted_sums(weights, self.image_fg), weighted_sums(weights, self.image_bg)
+        return {"pxap": pxap_of(fg, bg)}

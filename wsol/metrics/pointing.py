@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from .bootstrap import weighted_sums
+
 __all__ = ["PointingAccumulator", "max_location", "point_box_distance", "box_union_mask"]
 
 
@@ -46,9 +48,16 @@ class PointingAccumulator:
 
     def __init__(self, tolerance: float = 15.0) -> None:
         self.tolerance = float(tolerance)
-        self.hits = 0
+        self.hit: list[bool] = []  # per image
         self.energies: list[float] = []  # per image, summed with math.fsum: exact in any merge order
-        self.count = 0
+
+    @property
+    def hits(self) -> int:
+        return sum(self.hit)
+
+    @property
+    def count(self) -> int:
+        return len(self.energies)
 
     def update(self, maps: np.ndarray, flat: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> None:
         """Maps ``[B, H, W]`` (normalised), ``flat [B]``, GT boxes ``[B, K, 4]`` with ``valid [B, K]``."""
@@ -58,15 +67,19 @@ class PointingAccumulator:
         total = maps.reshape(len(maps), -1).sum(axis=1, dtype=np.float64)
         mass = (maps * inside).reshape(len(maps), -1).sum(axis=1, dtype=np.float64)
         share = np.where(total > 0, mass / np.where(total > 0, total, 1), 0.0)
-        self.hits += int(hit.sum())
+        self.hit.extend(bool(v) for v in hit)
         self.energies.extend(float(v) for v in share)
-        self.count += len(maps)
 
     def merge(self, other: PointingAccumulator) -> None:
-        self.hits += other.hits
+        self.hit.extend(other.hit)
         self.energies.extend(other.energies)
-        self.count += other.count
 
     def compute(self) -> dict[str, float]:
         n = max(self.count, 1)
         return {"pointing_game": 100.0 * self.hits / n, "energy_pointing_game": 100.0 * math.fsum(self.energies) / n}
+
+    def bootstrap(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """Both games for each resample (``weights [R, n]``)."""
+        sums = weighted_sums(weights, [np.stack([np.array(self.hit, bool), np.array(self.energies)], axis=1)])
+        n = self.count
+        return {"pointing_game": 100.0 * sums[:, 0] / n, "energy_pointing_game": 100.0 * sums[:, 1] / n}

@@ -1,7 +1,9 @@
-"""Paper-style tables (Markdown, LaTeX booktabs, CSV) from runs' metrics.
+"""Paper-style tables (Markdown, LaTeX booktabs, HTML, CSV) from runs' metrics.
 
 Runs that differ only in their seed are one row: mean ± std (sample std over the seeds). In each
 metric column the best value is bold and the second best underlined (lower is better for errors).
+A run's bootstrap interval is shown as ``value ± half-width`` or ``value [lo, hi]``, and rows not
+significantly different from their column's best carry ``†`` (:mod:`wsol.report.compare` computes both).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "DEFAULT_COLUMNS", "metrics_frame", "summarize_seeds", "pivot", "format_table"]
+__all__ = ["METRIC_COLUMNS", "DEFAULT_COLUMNS", "metrics_frame", "summarize_seeds", "pivot", "format_table",
+           "TIED_MARK"]
 
 # metrics.json key → column header, in table order
 METRIC_COLUMNS = {
@@ -33,6 +36,7 @@ METRIC_COLUMNS = {
     "pointing_game": "PG",
     "energy_pointing_game": "EPG",
 }
+TIED_MARK = "†"  # not significantly different from the column's best (paired bootstrap)
 LOWER_IS_BETTER = {METRIC_COLUMNS["top1_loc_err"], METRIC_COLUMNS["top5_loc_err"]}
 # the columns shown when a protocol names none: everything but the loc errors (100 - loc)
 DEFAULT_COLUMNS = [k for k in METRIC_COLUMNS if not k.endswith("_err")]
@@ -40,23 +44,24 @@ ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset":
 # shown only when the runs of a table differ in them
 VARYING_COLUMNS = {"protocol": "Protocol", "backend": "Backend"}
 # overrides already shown by a column above, or averaged over (seeds)
-_SHOWN_OVERRIDES = {"method", "model", "model.layer", "model.architecture", "model.large_feature_map", "dataset",
+SHOWN_OVERRIDES = {"method", "model", "model.layer", "model.architecture", "model.large_feature_map", "dataset",
                     "protocol", "localize.backend"}
 
 
 def _override_values(run: dict) -> dict[str, str]:
     pairs = (o.lstrip("+~").split("=", 1) for o in run.get("overrides") or [] if "=" in o)
-    hidden = _SHOWN_OVERRIDES
+    hidden = SHOWN_OVERRIDES
     return {k: v for k, v in pairs if k not in hidden and not k.endswith("seed") and not k.startswith("hydra")}
 
 
-def metrics_frame(runs: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+def metrics_frame(runs: list[dict], columns: list[str] | None = None, value=None) -> pd.DataFrame:
     """One row per run from dicts with keys ``method, model, layer, dataset, metrics`` (and ``overrides``).
 
     ``columns`` are metrics.json keys (default :data:`DEFAULT_COLUMNS`); metrics no run has are dropped.
     Protocol, backend and any other override (``localize.threshold``…) become columns when runs differ
-    in them; seeds never do.
+    in them; seeds never do. ``value(run, key)`` reads a cell (default: ``run["metrics"][key]``, NaN if absent).
     """
+    value = value or (lambda run, key: run["metrics"].get(key, math.nan))
     columns = list(columns or DEFAULT_COLUMNS)
     unknown = [c for c in columns if c not in METRIC_COLUMNS]
     if unknown:
@@ -70,7 +75,7 @@ def metrics_frame(runs: list[dict], columns: list[str] | None = None) -> pd.Data
     for run, extra in zip(runs, overrides, strict=True):
         row = {header: run.get(key) or "" for key, header in ids.items()}
         row.update({k: extra.get(k, "") for k in varying})
-        row.update({METRIC_COLUMNS[key]: run["metrics"].get(key, math.nan) for key in columns})
+        row.update({METRIC_COLUMNS[key]: value(run, key) for key in columns})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.dropna(axis=1, how="all")
@@ -92,14 +97,24 @@ def summarize_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | N
     return mean.assign(Seeds=counts["Seeds"].astype(str)), std
 
 
-def pivot(frame: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[str] | None = None) -> pd.DataFrame:
-    """Rows × (column groups × metrics), e.g. rows=[Method], cols=[Model, Dataset]: one cell per metric."""
+def pivot(
+    frame: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[str] | None = None,
+    like: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Rows × (column groups × metrics), e.g. rows=[Method], cols=[Model, Dataset]: one cell per metric.
+
+    ``like``: a pivot of the values this frame belongs to (intervals, marks): the result takes its rows and
+    columns, cells missing here NaN."""
     metrics = metrics or [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
-    table = frame.pivot_table(index=rows, columns=cols, values=metrics, aggfunc="first", sort=False)
+    table = frame.pivot_table(index=rows, columns=cols, values=metrics, aggfunc="first", sort=False,
+                              dropna=like is None)
     groups = list(dict.fromkeys(col[1:] for col in table.columns))  # column groups in order of appearance
     ordered = [(m, *g) for g in groups for m in metrics if (m, *g) in table.columns]
     table = table[ordered]
     table.columns = [" · ".join([*map(str, col[1:]), col[0]]) for col in ordered]
+    if like is not None:
+        keys = pd.MultiIndex.from_frame(like[rows]) if len(rows) > 1 else pd.Index(like[rows[0]])
+        table = table.reindex(index=keys, columns=[c for c in like.columns if c not in rows])
     return table.reset_index()
 
 
@@ -124,21 +139,32 @@ def format_table(
     caption: str = "",
     std: pd.DataFrame | None = None,
     highlight: bool = True,
+    ci: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    ci_style: str = "pm",
+    tied: pd.DataFrame | None = None,
 ) -> str:
     """Render ``frame`` as ``md``, ``tex`` (booktabs), ``html`` or ``csv``.
 
     Numbers get ``digits`` decimals, ``± std`` where ``std`` is given; with ``highlight`` and more than
-    one row, each metric column's best value is bold and the second underlined (CSV: plain numbers,
-    with ``<column> std`` columns).
+    one row, each metric column's best value is bold and the second underlined. ``ci = (lo, hi)`` frames
+    shaped like ``frame`` add each cell's interval as ``± half-width`` (``ci_style="pm"``) or ``[lo, hi]``
+    (``"interval"``); ``tied`` (1 where a row is not significantly different from its column's best) adds
+    :data:`TIED_MARK`. CSV: plain numbers, with ``<column> std``, ``ci_lo``, ``ci_hi`` and ``tied`` columns.
     """
     headers = list(frame.columns)
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in headers]
+    ci = ci if ci_style != "none" else None
     if fmt == "csv":
         out = frame.copy()
-        if std is not None:
-            for c, is_num in zip(headers, numeric, strict=True):
-                if is_num and c in std:
-                    out[f"{c} std"] = std[c].to_numpy()
+        for c, is_num in zip(headers, numeric, strict=True):
+            if not is_num:
+                continue
+            if std is not None and c in std:
+                out[f"{c} std"] = std[c].to_numpy()
+            if ci is not None and c in ci[0]:
+                out[f"{c} ci_lo"], out[f"{c} ci_hi"] = ci[0][c].to_numpy(), ci[1][c].to_numpy()
+            if tied is not None and c in tied:
+                out[f"{c} tied"] = pd.array(tied[c].to_numpy(), dtype="Int64")  # 1, 0 or empty
         buffer = io.StringIO()
         out.to_csv(buffer, index=False, float_format=f"%.{digits + 2}f")
         return buffer.getvalue()
@@ -162,9 +188,16 @@ def format_table(
                 cells[i][j] = "–"
                 continue
             text = f"{v:.{digits}f}"
+            pm = r" $\pm$ " if fmt == "tex" else " ± "
             if std is not None and c in std and np.isfinite(std[c].iloc[i]):
-                text += (" ± " if fmt == "md" else r" $\pm$ ") + f"{std[c].iloc[i]:.{digits}f}"
+                text += pm + f"{std[c].iloc[i]:.{digits}f}"
+            elif ci is not None and c in ci[0] and np.isfinite(ci[0][c].iloc[i]) and np.isfinite(ci[1][c].iloc[i]):
+                lo, hi = ci[0][c].iloc[i], ci[1][c].iloc[i]
+                half = f"{(hi - lo) / 2:.{digits}f}"
+                text += pm + half if ci_style == "pm" else f" [{lo:.{digits}f}, {hi:.{digits}f}]"
             rank = ranks.get(frame.index[i])
+            if tied is not None and c in tied and tied[c].iloc[i] == 1 and rank != 1:  # bold: the best as shown
+                text += r"$^\dagger$" if fmt == "tex" else TIED_MARK
             cells[i][j] = bold.format(text) if rank == 1 else under.format(text) if rank == 2 else text
     if fmt == "md":
         align = ["---:" if n else ":---" for n in numeric]

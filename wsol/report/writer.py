@@ -7,9 +7,11 @@ import io
 import json
 import os
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, write_arrays
 
-__all__ = ["collect_runs", "write_run"]
+__all__ = ["SAMPLES_FILE", "collect_runs", "write_run"]
+
+SAMPLES_FILE = "bootstrap.npz"  # each metric over the bootstrap resamples
 
 
 def _csv(rows: list[dict]) -> str:
@@ -24,8 +26,9 @@ def _csv(rows: list[dict]) -> str:
 
 
 def write_run(run_dir: str, *, config_yaml: str, summary: dict, images: list[dict], curves: list[dict],
-              tables: dict[str, str]) -> None:
-    """Write ``config.yaml``, ``per_image.csv``, ``curves.csv``, ``table.{md,tex,csv}``, then ``metrics.json``.
+              tables: dict[str, str], samples: dict | None = None) -> None:
+    """Write ``config.yaml``, ``per_image.csv``, ``curves.csv``, ``table.{md,tex,html,csv}``, ``bootstrap.npz``
+    (each metric over the bootstrap resamples, for paired comparisons), then ``metrics.json``.
 
     ``metrics.json`` is written last, so its presence marks a finished run.
     """
@@ -34,6 +37,10 @@ def write_run(run_dir: str, *, config_yaml: str, summary: dict, images: list[dic
     atomic_write_text(os.path.join(run_dir, "curves.csv"), _csv(curves))
     for fmt, text in tables.items():
         atomic_write_text(os.path.join(run_dir, f"table.{fmt}"), text)
+    if samples:
+        write_arrays(os.path.join(run_dir, SAMPLES_FILE), **samples)
+    elif os.path.exists(os.path.join(run_dir, SAMPLES_FILE)):
+        os.remove(os.path.join(run_dir, SAMPLES_FILE))  # a stale one from an earlier configuration
     atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(summary, indent=2, sort_keys=False) + "\n")
 
 
