@@ -159,6 +159,9 @@ class LocalizeConfig:
     resize: Resize = Resize.bicubic  # map upsampling to the eval size
     normalize: Normalize = Normalize.after_resize
     engine: Engine = Engine.fast
+    clip_boxes: bool = True  # clip a box's far corner (x + w, y + h) to (W - 1, H - 1): wsolevaluation; TS-CAM: false
+    empty_box: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # the box of an empty foreground; TS-CAM's
+    # get_bboxes gives [0, 0, 1, 1]
 
 
 @dataclass
@@ -167,6 +170,8 @@ class EvalConfig:
     iou_thresholds: list[int] = field(default_factory=lambda: [30, 50, 70])
     records: bool = True  # per-image IoU and box in per_image.csv
     pointing_tolerance: float = 15.0  # pixels at the eval size (TorchRay's default)
+    strict_class_loc: bool = False  # top-1 / top-5 loc count IoU > δ, not ≥ δ (TS-CAM's cls_loc_err)
+    clip_gt_boxes: bool = False  # clip GT corners to S - 1 at the eval size S (TS-CAM's loaders)
     bootstrap: int = 1000  # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
     bootstrap_seed: int = 0  # the resamples' seed: runs on the same images draw the same resamples (paired)
 
@@ -438,6 +443,8 @@ def validate(cfg: DictConfig) -> None:
     deltas = list(cfg.eval.iou_thresholds)
     if 50 not in deltas or any(not 0 < d < 100 for d in deltas):
         raise WsolError(f"eval.iou_thresholds must be percentages in (0, 100) and include 50, got {deltas}")
+    if len(loc.empty_box) != 4:
+        raise WsolError(f"localize.empty_box must be 4 numbers x0, y0, x1, y1, got {list(loc.empty_box)}")
     if cfg.eval.bootstrap < 0 or cfg.eval.bootstrap == 1:
         raise WsolError(f"eval.bootstrap must be 0 (off) or at least 2 resamples, got {cfg.eval.bootstrap}")
     if cfg.shard.count < 1 or not 0 <= cfg.shard.index < cfg.shard.count:

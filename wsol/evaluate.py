@@ -231,6 +231,7 @@ class Evaluation:
             "thresholds": self.thresholds.tolist(),
             "iou_thresholds": list(cfg.eval.iou_thresholds),
             "pointing_tolerance": float(cfg.eval.pointing_tolerance),
+            "strict_class_loc": bool(cfg.eval.strict_class_loc),
             "bootstrap": {"resamples": int(cfg.eval.bootstrap), "seed": int(cfg.eval.bootstrap_seed)},
             "pxap_interval": float(cfg.localize.interval or 0.01),
             "has_boxes": self.has_boxes,
@@ -262,7 +263,7 @@ class Evaluation:
         """A batch result with fresh accumulators (stage 5) for this evaluation's metrics."""
         boxes = pointing = pxap = None
         if self.has_boxes:
-            boxes = BoxAccumulator(self.thresholds, list(self.cfg.eval.iou_thresholds))
+            boxes = BoxAccumulator(self.thresholds, list(self.cfg.eval.iou_thresholds), self.cfg.eval.strict_class_loc)
             pointing = PointingAccumulator(float(self.cfg.eval.pointing_tolerance))
         if self.dataset.has_masks:
             pxap = PxAPAccumulator(float(self.cfg.localize.interval or 0.01))
@@ -284,6 +285,8 @@ class Evaluation:
             result.top5, result.targets = scores.top5.cpu().numpy(), scores.targets.cpu().numpy()
             top1, top5 = topk_correct(result.top5, labels, 1), topk_correct(result.top5, labels, 5)
         gt_boxes, gt_valid = batch.boxes[keep].numpy(), batch.box_valid[keep].numpy()
+        if self.cfg.eval.clip_gt_boxes:  # TS-CAM's loaders: GT corners at most S − 1
+            gt_boxes = np.minimum(gt_boxes, maps_u8.shape[-1] - 1)
         if result.boxes is not None:
             threads = box_threads(self.cfg.speed.box_threads, bool(self.cfg.speed.overlap), self.device.type)
             if threads:  # numba's thread count is per calling thread
@@ -291,7 +294,8 @@ class Evaluation:
 
                 numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             loc = self.localize_cfg
-            sweep = localize(maps_u8, self.thresholds, gt_boxes, gt_valid, loc["backend"], loc["engine"])
+            sweep = localize(maps_u8, self.thresholds, gt_boxes, gt_valid, loc["backend"], loc["engine"],
+                             loc["clip_boxes"], loc["empty_box"])
             peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
             result.boxes.update(sweep, peaks, gt_boxes, gt_valid, top1, top5)
             result.pointing.update(maps_np, flat.cpu().numpy(), gt_boxes, gt_valid)

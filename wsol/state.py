@@ -83,12 +83,13 @@ class BatchResult:
         """A batch result from :meth:`arrays`, its accumulators rebuilt with the run's parameters (``meta``)."""
         boxes = pointing = pxap = None
         if meta["has_boxes"]:
-            boxes = BoxAccumulator(np.array(meta["thresholds"]), meta["iou_thresholds"])
+            strict = bool(meta.get("strict_class_loc", False))
+            boxes = BoxAccumulator(np.array(meta["thresholds"]), meta["iou_thresholds"], strict)
             fields = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("boxes.")}
             has_classes, fallbacks = bool(fields.pop("has_classes")), int(fields.pop("fallbacks"))
             if fields:  # a batch with scored images
                 boxes = BoxAccumulator.from_records(boxes.thresholds, boxes.deltas, BoxRecords(**fields),
-                                                    has_classes, fallbacks)
+                                                    has_classes, fallbacks, strict)
             pointing = PointingAccumulator(meta["pointing_tolerance"])
             pointing.hit = [bool(v) for v in arrays["pointing.hit"]]
             pointing.energies = [float(v) for v in arrays["pointing.energies"]]

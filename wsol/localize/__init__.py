@@ -51,6 +51,8 @@ def localize(
     gt_valid: np.ndarray,
     rule: str = "cc",
     engine: str = "fast",
+    clip: bool = True,
+    empty_box=(0, 0, 0, 0),
 ) -> SweepResult:
     """Every map's region results at every threshold's cut level.
 
@@ -59,7 +61,28 @@ def localize(
         thresholds: ``[T]`` thresholds in ``[0, 1)``.
         gt_boxes: ``[B, K, 4]`` GT boxes (x0, y0, x1, y1, inclusive) with ``gt_valid [B, K]``, ≥ 1 valid per map.
         rule: ``cc`` or ``contours`` (:data:`BOX_RULES`); engine: ``fast`` or ``reference`` (:data:`ENGINES`).
+        clip: clip a box's far corner ``(x + w, y + h)`` to ``(W − 1, H − 1)`` (wsolevaluation); ``False`` keeps
+            it (TS-CAM's ``get_bboxes``): the maps get a zero column and row, which no cut level makes foreground.
+        empty_box: the box of an empty foreground (wsolevaluation ``(0, 0, 0, 0)``, TS-CAM ``(0, 0, 1, 1)``).
     """
     maps_u8 = np.asarray(maps_u8, dtype=np.uint8)
     peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1) if maps_u8.size else np.zeros(len(maps_u8), np.uint8)
-    return ENGINES[engine](maps_u8, threshold_levels(thresholds, peaks), gt_boxes, gt_valid, rule)
+    levels = threshold_levels(thresholds, peaks)
+    if not clip:
+        maps_u8 = np.pad(maps_u8, ((0, 0), (0, 1), (0, 1)))
+    out = ENGINES[engine](maps_u8, levels, gt_boxes, gt_valid, rule)
+    if tuple(empty_box) != (0, 0, 0, 0):
+        _replace_empty(out, peaks, np.asarray(empty_box, dtype=np.int64), gt_boxes, gt_valid)
+    return out
+
+
+def _replace_empty(out: SweepResult, peaks: np.ndarray, empty_box: np.ndarray, gt_boxes, gt_valid) -> None:
+    """Give the entries whose foreground is empty (cut level ≥ the map's peak) ``empty_box`` and its IoU."""
+    owners = np.repeat(np.arange(len(peaks)), np.diff(out.offsets))
+    empty = np.flatnonzero(out.level >= np.asarray(peaks, dtype=np.int64)[owners])
+    if not len(empty):
+        return
+    gt = np.asarray(gt_boxes, dtype=np.int64)[owners[empty]]  # [E, K, 4]
+    ious = np.where(np.asarray(gt_valid, dtype=bool)[owners[empty]], box_iou(empty_box, gt)[:, 0], -np.inf)
+    out.box[empty] = out.best_box[empty] = empty_box
+    out.iou_largest[empty] = out.iou_all[empty] = ious.max(axis=1)

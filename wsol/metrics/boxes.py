@@ -125,9 +125,10 @@ class BoxAccumulator:
         iou_thresholds: δ values in percent (must include 50).
     """
 
-    def __init__(self, thresholds: np.ndarray, iou_thresholds=(30, 50, 70)) -> None:
+    def __init__(self, thresholds: np.ndarray, iou_thresholds=(30, 50, 70), strict_class_loc: bool = False) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.deltas = tuple(int(d) for d in iou_thresholds)
+        self.strict_class_loc = bool(strict_class_loc)  # top-1 / top-5 loc hit at IoU > δ (TS-CAM), not ≥ δ
         if 50 not in self.deltas:
             raise ValueError("iou_thresholds must include 50 (MaxBoxAcc and the loc metrics use δ=50)")
         shape = (len(MODES), len(self.thresholds), len(self.deltas))
@@ -143,9 +144,10 @@ class BoxAccumulator:
         delta = np.array(self.deltas, dtype=np.float64) / 100
         for m, level_ious in enumerate(ious):
             hit = level_ious[index][:, :, None] >= delta  # [B, T, D]
+            class_hit = level_ious[index][:, :, None] > delta if self.strict_class_loc else hit
             self.hits[m] += hit.sum(axis=0)
-            self.hits_top1[m] += (hit & top1[:, None, None]).sum(axis=0)
-            self.hits_top5[m] += (hit & top5[:, None, None]).sum(axis=0)
+            self.hits_top1[m] += (class_hit & top1[:, None, None]).sum(axis=0)
+            self.hits_top5[m] += (class_hit & top5[:, None, None]).sum(axis=0)
         self.count += len(index)
 
     def update(
@@ -173,10 +175,11 @@ class BoxAccumulator:
 
     @classmethod
     def from_records(
-        cls, thresholds: np.ndarray, iou_thresholds, records: BoxRecords, has_classes: bool, fallbacks: int
+        cls, thresholds: np.ndarray, iou_thresholds, records: BoxRecords, has_classes: bool, fallbacks: int,
+        strict_class_loc: bool = False,
     ) -> BoxAccumulator:
         """An accumulator rebuilt from a batch's stored records: the counts are recomputed from the boxes."""
-        acc = cls(thresholds, iou_thresholds)
+        acc = cls(thresholds, iou_thresholds, strict_class_loc)
         acc._add(records.ious(acc.thresholds), records.levels(acc.thresholds)[1], records.top1, records.top5)
         acc.records.append(records)
         acc.has_classes, acc.fallbacks = has_classes, fallbacks
@@ -184,8 +187,9 @@ class BoxAccumulator:
 
     def merge(self, other: BoxAccumulator) -> None:
         """Add another accumulator's counts (shards of one dataset); records are appended."""
-        if not np.array_equal(self.thresholds, other.thresholds) or self.deltas != other.deltas:
-            raise ValueError("cannot merge accumulators with different thresholds or δ")
+        if (not np.array_equal(self.thresholds, other.thresholds) or self.deltas != other.deltas
+                or self.strict_class_loc != other.strict_class_loc):
+            raise ValueError("cannot merge accumulators with different thresholds, δ or IoU rules")
         self.hits += other.hits
         self.hits_top1 += other.hits_top1
         self.hits_top5 += other.hits_top5
@@ -239,9 +243,10 @@ class BoxAccumulator:
             (iou_largest, iou_all), index = records.ious(self.thresholds), records.levels(self.thresholds)[1]
             largest = iou_largest[index] >= 0.5  # [B, T]
             every = iou_all[index][:, :, None] >= delta  # [B, T, D]
+            class_hit = iou_largest[index] > 0.5 if self.strict_class_loc else largest
             yield np.concatenate([
                 largest, every.transpose(0, 2, 1).reshape(len(index), -1),
-                largest & records.top1[:, None], largest & records.top5[:, None],
+                class_hit & records.top1[:, None], class_hit & records.top5[:, None],
             ], axis=1)
 
     def bootstrap(self, weights: np.ndarray) -> dict[str, np.ndarray]:
