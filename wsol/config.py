@@ -41,6 +41,7 @@ __all__ = [
     "group_choices",
     "protocol_label",
     "register_configs",
+    "classifier_config",
     "resolve_threshold",
     "threshold_from_run",
     "to_dict",
@@ -172,6 +173,9 @@ class EvalConfig:
     pointing_tolerance: float = 15.0  # pixels at the eval size (TorchRay's default)
     strict_class_loc: bool = False  # top-1 / top-5 loc count IoU > δ, not ≥ δ (TS-CAM's cls_loc_err)
     clip_gt_boxes: bool = False  # clip GT corners to S - 1 at the eval size S (TS-CAM's loaders)
+    classifier: Any = None  # top-1 / top-5 classes from another model: a model= preset (densenet161) or its keys
+    # ({source: timm, name: tf_efficientnet_b7}, {name: resnet50, checkpoint: PATH, num_classes: 200})
+    predictions: str | None = None  # or from a file: image id → top-5 classes (CSV id,c1,…,c5 or JSON {id: [c1, …]})
     bootstrap: int = 1000  # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
     bootstrap_seed: int = 0  # the resamples' seed: runs on the same images draw the same resamples (paired)
 
@@ -382,6 +386,28 @@ def check_overrides(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
 THRESHOLD_FROM = "from:"
 
 
+def classifier_config(value) -> DictConfig:
+    """``eval.classifier`` as a typed model config: a ``model=`` preset's name, or a mapping of model keys."""
+    if isinstance(value, str):
+        path = os.path.join(CONF_DIR, "model", f"{value}.yaml")
+        if not os.path.isfile(path):
+            hint = close_matches(value, group_choices("model"))
+            raise WsolError(f"eval.classifier={value}: no model preset of that name"
+                            + (f"; did you mean: {', '.join(hint)}" if hint else ""))
+        value = OmegaConf.load(path)
+    elif isinstance(value, DictConfig | dict):
+        value = OmegaConf.create(OmegaConf.to_container(value) if isinstance(value, DictConfig) else value)
+    else:
+        raise WsolError(f"eval.classifier must be a model preset name or a mapping of model keys, got {value!r}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), value)
+    except Exception as e:  # omegaconf's validation errors: the first line names the key
+        raise WsolError(f"eval.classifier: {str(e).splitlines()[0]}") from None
+    if OmegaConf.is_missing(merged, "name"):
+        raise WsolError("eval.classifier needs a name (a model preset, or {name: ..., ...})")
+    return merged
+
+
 def threshold_from_run(run_dir: str) -> tuple[float, dict]:
     """``(loc_threshold, dataset config)`` of a finished run: the threshold that maximised its GT-known loc
     (δ = 50, largest region), or its fixed one."""
@@ -443,6 +469,16 @@ def validate(cfg: DictConfig) -> None:
     deltas = list(cfg.eval.iou_thresholds)
     if 50 not in deltas or any(not 0 < d < 100 for d in deltas):
         raise WsolError(f"eval.iou_thresholds must be percentages in (0, 100) and include 50, got {deltas}")
+    if cfg.eval.classifier is not None or cfg.eval.predictions is not None:
+        if cfg.eval.classifier is not None and cfg.eval.predictions is not None:
+            raise WsolError("set eval.classifier or eval.predictions, not both")
+        if cfg.eval.target != Target.gt:
+            raise WsolError("eval.classifier / eval.predictions give the classes of top-1 / top-5 loc; the maps must "
+                            "be of the GT class (eval.target=gt)")
+        if cfg.eval.classifier is not None:
+            classifier_config(cfg.eval.classifier)
+        elif not os.path.isfile(os.path.expanduser(cfg.eval.predictions)):
+            raise WsolError(f"eval.predictions: no such file {cfg.eval.predictions}")
     if len(loc.empty_box) != 4:
         raise WsolError(f"localize.empty_box must be 4 numbers x0, y0, x1, y1, got {list(loc.empty_box)}")
     if cfg.eval.bootstrap < 0 or cfg.eval.bootstrap == 1:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from . import __version__
 from .cams import build_method
 from .cams.from_files import save_maps
 from .cams.layout import LayoutRequest
-from .config import resolve_threshold, to_dict, validate
+from .config import classifier_config, resolve_threshold, to_dict, validate
 from .data import build_dataset, collate
 from .data.base import Batch
 from .errors import WsolError
@@ -42,7 +43,17 @@ from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_
 from .metrics.bootstrap import LEVEL, images_key, percentile_interval, resample_weights, weighted_sums
 from .models import build_model, compile_around, default_layer
 from .progress import Progress
-from .scoring import FileScorer, MapCache, ModelScorer, Scores, resolve_device
+from .scoring import (
+    ClassifierClasses,
+    FileClasses,
+    FileScorer,
+    MapCache,
+    ModelScorer,
+    Scores,
+    read_predictions,
+    resolve_device,
+    with_classes,
+)
 from .state import BatchResult, PartialStore, fingerprint
 
 __all__ = [
@@ -181,10 +192,33 @@ class Evaluation:
         if cfg.image_cache and cfg.cache_dir:
             self.dataset.use_image_cache(os.path.join(os.path.expanduser(cfg.cache_dir), "images"))
         self.has_boxes = any(len(r.boxes) for r in self.dataset.records)
+        self.classes, self.classes_from = self._external_classes()
         starts = range(0, len(self.dataset), cfg.batch_size)
         mine = _shard_range(len(starts), cfg.shard.index, cfg.shard.count)
         # global batch index → dataset positions, for this shard's batches only
         self.batches = {i: list(range(starts[i], min(starts[i] + cfg.batch_size, len(self.dataset)))) for i in mine}
+
+    def _external_classes(self):
+        """The top-5 source for top-1 / top-5 loc other than the scored model (``eval.classifier``,
+        ``eval.predictions``), and its description; ``(None, None)`` without one."""
+        cfg = self.cfg.eval
+        if cfg.predictions is not None:
+            classes = FileClasses(read_predictions(os.path.expanduser(cfg.predictions)), self.device)
+            missing = classes.missing([r.image_id for r in self.dataset.records])
+            if missing:
+                raise WsolError(f"eval.predictions: {len(missing)} of {len(self.dataset.records)} images have no "
+                                f"prediction in {cfg.predictions} (e.g. {missing[0]})")
+            return classes, f"predictions:{cfg.predictions}"
+        if cfg.classifier is not None:
+            m = classifier_config(cfg.classifier)
+            model = build_model(
+                m.name, source=str(m.source), weights=m.weights, checkpoint=m.checkpoint, num_classes=m.num_classes,
+                mean=m.mean, std=m.std, pretrained=m.pretrained, target=m.target,
+                kwargs=OmegaConf.to_container(m.kwargs) if m.kwargs is not None else None, output=m.output,
+                input_size=int(self.cfg.dataset.get("image_size") or 224),
+            )
+            return ClassifierClasses(model.module, model.mean, model.std, self.device), f"classifier:{model.name}"
+        return None, None
 
     def _model_scorer(self) -> tuple[ModelScorer, int]:
         cfg = self.cfg
@@ -232,6 +266,7 @@ class Evaluation:
             "iou_thresholds": list(cfg.eval.iou_thresholds),
             "pointing_tolerance": float(cfg.eval.pointing_tolerance),
             "strict_class_loc": bool(cfg.eval.strict_class_loc),
+            "classes_from": self.classes_from,
             "bootstrap": {"resamples": int(cfg.eval.bootstrap), "seed": int(cfg.eval.bootstrap_seed)},
             "pxap_interval": float(cfg.localize.interval or 0.01),
             "has_boxes": self.has_boxes,
@@ -345,9 +380,8 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
             if acc is not None:
                 acc.merge(part)
     rows = [row for r in scored for row in _image_rows(r)]
-    from_files = meta["target"] == "files"
     metrics: dict[str, float] = {}
-    if not from_files:
+    if all(r.top5 is not None for r in scored):  # predictions: the model's, a classifier's or a file's
         labels = np.concatenate([r.labels for r in scored])
         top5 = np.concatenate([r.top5 for r in scored])
         metrics["top1_cls"] = 100.0 * int(topk_correct(top5, labels, 1).sum()) / n_images
@@ -374,6 +408,7 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
         "size_mismatch_ids": [i for r in results for i in r.size_mismatch],
         "reference_levels": boxes.fallbacks if boxes is not None else 0,
         **{k: meta[k] for k in ("layer", "target", "backend", "device")},
+        "classes_from": meta.get("classes_from"),
         "num_thresholds": len(meta["thresholds"]),
         "maps": meta.get("maps"),
         "seconds": round(seconds, 3),
@@ -393,7 +428,7 @@ def _bootstrap(meta: dict, n_images: int, metrics: dict, scored: list[BatchResul
         return {}
     weights = resample_weights(n_images, settings["resamples"], settings["seed"])
     samples: dict[str, np.ndarray] = {}
-    if meta["target"] != "files":
+    if all(r.top5 is not None for r in scored):
         labels = np.concatenate([r.labels for r in scored])
         top5 = np.concatenate([r.top5 for r in scored])
         correct = np.stack([topk_correct(top5, labels, 1), topk_correct(top5, labels, 5)], axis=1)
@@ -457,6 +492,8 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
     try:
         for index, batch in zip(todo, evaluation.loader(todo), strict=True):
             scores = evaluation.scorer(index, batch) if len(batch) else Scores([], torch.zeros(0, 1, 1))
+            if evaluation.classes is not None and len(batch):
+                scores = with_classes(scores, batch, evaluation.classes)
             stage.submit(index, batch, scores)
             progress.update(len(evaluation.batches[index]))
         stage.finish()

@@ -21,7 +21,8 @@ from .data.base import Batch
 from .errors import WsolError
 from .io import read_arrays, write_arrays
 
-__all__ = ["PRECISIONS", "Scores", "MapCache", "ModelScorer", "FileScorer", "resolve_device"]
+__all__ = ["PRECISIONS", "Scores", "MapCache", "ModelScorer", "FileScorer", "ClassifierClasses", "FileClasses",
+           "read_predictions", "with_classes", "resolve_device"]
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -126,3 +127,77 @@ class FileScorer:
     def __call__(self, index: int, batch: Batch) -> Scores:
         maps, reasons = load_maps(self.maps_dir, batch.ids)
         return Scores(list(batch.ids), [m.to(self.device) for m in maps if m is not None], reasons=reasons)
+
+
+def read_predictions(path: str) -> dict[str, list[int]]:
+    """Image id → predicted classes, best first, from a CSV file (``image_id,c1[,c2,…]`` per line; a first line
+    whose second field is not a number is a header) or a JSON object ``{image_id: [c1, …]}``."""
+    if not os.path.isfile(path):
+        raise WsolError(f"eval.predictions: no such file {path}")
+    with open(path) as f:
+        text = f.read()
+    if path.endswith(".json"):
+        import json
+
+        try:
+            table = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise WsolError(f"eval.predictions: {path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+        if not isinstance(table, dict):
+            raise WsolError(f"eval.predictions: {path} must hold an object {{image_id: [classes]}}")
+        rows = [(str(k), v if isinstance(v, list) else [v]) for k, v in table.items()]
+    else:
+        import csv
+
+        lines = [row for row in csv.reader(text.splitlines()) if row]
+        if lines and len(lines[0]) > 1 and not lines[0][1].strip().lstrip("-").isdigit():
+            lines = lines[1:]  # a header
+        rows = [(row[0].strip(), [c.strip() for c in row[1:] if c.strip()]) for row in lines]
+    out = {}
+    for image_id, classes in rows:
+        try:
+            out[image_id] = [int(c) for c in classes][:5]
+        except (TypeError, ValueError):
+            raise WsolError(f"eval.predictions: the classes of {image_id} are not integers: {classes}") from None
+        if not out[image_id]:
+            raise WsolError(f"eval.predictions: {image_id} has no class")
+    return out
+
+
+class FileClasses:
+    """Top-5 classes per image from a predictions file (:func:`read_predictions`); fewer than 5 are padded
+    with -1, which matches no label."""
+
+    def __init__(self, table: dict[str, list[int]], device: torch.device) -> None:
+        self.table, self.device = table, device
+
+    def missing(self, ids: list[str]) -> list[str]:
+        return [i for i in ids if i not in self.table]
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        rows = [self.table[i] + [-1] * (5 - len(self.table[i])) for i in batch.ids]
+        return torch.tensor(rows, dtype=torch.int64, device=self.device).reshape(len(rows), 5)
+
+
+class ClassifierClasses:
+    """Top-5 classes of another classifier on the same batch (its own input normalisation), for top-1 / top-5
+    loc of maps made by a model or a localizer that does not classify."""
+
+    def __init__(self, module: torch.nn.Module, mean, std, device: torch.device) -> None:
+        self.module, self.device = module.to(device).eval(), device
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
+        logits = self.module(images).float()
+        return logits.topk(min(5, logits.shape[1]), dim=1).indices
+
+
+def with_classes(scores: Scores, batch: Batch, classes) -> Scores:
+    """``scores`` with the top-5 of ``classes`` for its scored images; targets: the maps' own, else the labels."""
+    top5 = classes(batch)
+    keep = torch.tensor([r is None for r in (scores.reasons or [None] * len(batch))], device=top5.device)
+    targets = scores.targets if scores.targets is not None else batch.labels.to(top5.device)[keep]
+    return Scores(scores.ids, scores.maps, top5[keep], targets, scores.reasons)
