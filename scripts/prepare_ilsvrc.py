@@ -8,6 +8,17 @@
 be left out when the boxes cover all 1000 classes (the full set): the sorted wnids are the order.
 Writes ``<out>/metadata/ILSVRC/test/`` with ids ``val/<file>`` for ``dataset=wsoleval
 dataset.root=<out>``. Exit status 1 if any problem was found (listed).
+
+The val split (``train-fullsup``) is ImageNetV2 threshold-0.7 with wsolevaluation's boxes:
+
+    python scripts/prepare_ilsvrc.py --imagenetv2 imagenetv2-threshold0.7-format-val \
+        --metadata wsolevaluation/metadata/ILSVRC/val --out data/ILSVRC [--reference OLD_COPY] [--copy]
+
+maps the published folder (class-index folders, files renamed to content hashes since 2021) onto the
+metadata's ``val2/<class>/<k>.jpeg`` ids by name, by image size, or by content against a copy under the
+old names (``wsol.data.imagenetv2``), lays the files out under those ids (links, or ``--copy``), and
+writes the reference's metadata lines of the matched images to ``<out>/metadata/ILSVRC/val/``; every
+image it could not place and every file left over is listed.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wsol.data.ilsvrc import read_ilsvrc  # noqa: E402
+from wsol.data.imagenetv2 import match_imagenetv2, write_imagenetv2  # noqa: E402
 from wsol.data.prepare import Report, check_records, run_preparation, unpack, write_wsoleval_metadata  # noqa: E402
 from wsol.errors import WsolError  # noqa: E402
 
@@ -59,13 +71,37 @@ def prepare(images: str, boxes: str, out: str, synsets: str | None = None) -> tu
     return report, out, metadata
 
 
+def prepare_imagenetv2(folder: str, metadata: str, out: str, reference: str | None = None,
+                       copy: bool = False) -> tuple[Report, str, str]:
+    """Match the published ImageNetV2 folder to the reference's val metadata and lay it out under ``out``."""
+    match = match_imagenetv2(folder, metadata, reference)
+    report = Report(counts=match.counts(), problems=match.problems())
+    report.counts["images placed"] = len(match.files)
+    return report, out, write_imagenetv2(match, metadata, out, copy)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", required=True, help="ILSVRC2012_img_val.tar, or the folder of its JPEGs")
-    parser.add_argument("--boxes", required=True, help="ILSVRC2012_bbox_val_v3.tgz, or the folder of its XML files")
+    parser.add_argument("--images", help="ILSVRC2012_img_val.tar, or the folder of its JPEGs")
+    parser.add_argument("--boxes", help="ILSVRC2012_bbox_val_v3.tgz, or the folder of its XML files")
     parser.add_argument("--synsets", default=None, help="class order: LOC_synset_mapping.txt (wnid first per line)")
-    parser.add_argument("--out", required=True, help="where val/ and metadata/ go")
+    parser.add_argument("--imagenetv2", default=None, help="the val split: the published ImageNetV2 threshold-0.7 "
+                        "folder (class-index folders 0-999)")
+    parser.add_argument("--metadata", default=None, help="with --imagenetv2: wsolevaluation's metadata/ILSVRC/val")
+    parser.add_argument("--reference", default=None, help="with --imagenetv2: a copy under the old names "
+                        "(<class>/<k>.jpeg), to tell same-size images apart by content")
+    parser.add_argument("--copy", action="store_true", help="with --imagenetv2: copy the files instead of linking")
+    parser.add_argument("--out", required=True, help="where val/ (val2/) and metadata/ go")
     args = parser.parse_args(argv)
+    if args.imagenetv2:
+        if not args.metadata:
+            parser.error("--imagenetv2 needs --metadata (wsolevaluation's metadata/ILSVRC/val: the boxes)")
+        return run_preparation(
+            lambda: prepare_imagenetv2(args.imagenetv2, args.metadata, args.out, args.reference, args.copy),
+            "model=resnet50 method=gradcampp",
+        )
+    if not (args.images and args.boxes):
+        parser.error("--images and --boxes are required (or --imagenetv2 for the val split)")
     return run_preparation(
         lambda: prepare(args.images, args.boxes, args.out, args.synsets), "model=resnet50 method=gradcampp"
     )
