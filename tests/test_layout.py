@@ -12,7 +12,7 @@ LAYERS = [
     ("bottom", ("wsol", "wsol.errors", "wsol.registry", "wsol.io", "wsol.ops", "wsol.progress")),
     ("data", ("wsol.data",)),
     ("scoring", ("wsol.models", "wsol.cams", "wsol.scoring")),
-    ("maps", ("wsol.maps",)),
+    ("maps", ("wsol.maps", "wsol.faithfulness")),
     ("localize", ("wsol.localize",)),
     ("metrics", ("wsol.metrics",)),
     ("state", ("wsol.state",)),

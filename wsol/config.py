@@ -34,6 +34,7 @@ __all__ = [
     "EvalConfig",
     "SpeedConfig",
     "ShardConfig",
+    "PerturbationConfig",
     "FiguresConfig",
     "TableConfig",
     "check_overrides",
@@ -176,8 +177,38 @@ class EvalConfig:
     classifier: Any = None  # top-1 / top-5 classes from another model: a model= preset (densenet161) or its keys
     # ({source: timm, name: tf_efficientnet_b7}, {name: resnet50, checkpoint: PATH, num_classes: 200})
     predictions: str | None = None  # or from a file: image id → top-5 classes (CSV id,c1,…,c5 or JSON {id: [c1, …]})
+    faithfulness: list[str] = field(default_factory=list)  # opt-in: average_drop, increase_in_confidence, deletion,
+    # insertion (perturbation.* says how)
     bootstrap: int = 1000  # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
     bootstrap_seed: int = 0  # the resamples' seed: runs on the same images draw the same resamples (paired)
+
+
+class Score(enum.StrEnum):
+    softmax = "softmax"  # the class probability (the papers)
+    logit = "logit"  # the raw logit (pytorch-grad-cam's and torchcam's default target)
+
+
+class Baseline(enum.StrEnum):
+    zero = "zero"  # zeros of the normalised input (torchcam's default)
+    black = "black"  # pixels 0
+    blur = "blur"  # the image blurred, 11×11 Gaussian, σ = 5 (RISE's insertion start)
+
+
+class Multiply(enum.StrEnum):
+    normalized = "normalized"  # map × the normalised input tensor (pytorch-grad-cam, torchcam)
+    pixels = "pixels"  # map × the [0, 1] pixels, then normalised (Grad-CAM++'s L ∘ I)
+
+
+@dataclass
+class PerturbationConfig:
+    """How eval.faithfulness perturbs images (wsol/faithfulness.py, docs/faithfulness.md)."""
+
+    score: Score = Score.softmax
+    steps: int = 20  # deletion / insertion: points ceil(P / steps) pixels apart (torchcam's rule)
+    baseline: Baseline = Baseline.zero
+    multiply: Multiply = Multiply.normalized  # average drop / increase in confidence: how the map masks
+    relative: bool = True  # average drop divided by the original score (the paper, torchcam); false: pytorch-grad-cam
+    chunk: int = 64  # perturbed images per forward (the memory budget)
 
 
 @dataclass
@@ -230,6 +261,7 @@ class WsolConfig:
     save_maps: bool = False  # write each normalised map to maps_dir/<image_id>.npy (wsolevaluation's layout)
     maps_dir: str | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
     report: bool = False  # figures/ and report.html in the run folder (and the sweep folder)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
     progress: Any = "auto"  # auto: a bar on a terminal, a line every 30 s otherwise; false: none
@@ -479,6 +511,16 @@ def validate(cfg: DictConfig) -> None:
             classifier_config(cfg.eval.classifier)
         elif not os.path.isfile(os.path.expanduser(cfg.eval.predictions)):
             raise WsolError(f"eval.predictions: no such file {cfg.eval.predictions}")
+    if cfg.eval.faithfulness:
+        from .faithfulness import METRICS
+
+        unknown = [m for m in cfg.eval.faithfulness if m not in METRICS]
+        if unknown:
+            raise WsolError(f"eval.faithfulness: unknown metric {unknown[0]}; valid: {', '.join(METRICS)}")
+        if cfg.method.name == "from_files":
+            raise WsolError("eval.faithfulness needs the model that made the maps (not method=from_files)")
+        if cfg.perturbation.steps < 1 or cfg.perturbation.chunk < 1:
+            raise WsolError("perturbation.steps and perturbation.chunk must be at least 1")
     if len(loc.empty_box) != 4:
         raise WsolError(f"localize.empty_box must be 4 numbers x0, y0, x1, y1, got {list(loc.empty_box)}")
     if cfg.eval.bootstrap < 0 or cfg.eval.bootstrap == 1:

@@ -18,6 +18,7 @@ import functools
 import glob
 import hashlib
 import logging
+import math
 import os
 import time
 from collections import Counter, deque
@@ -37,6 +38,7 @@ from .config import classifier_config, resolve_threshold, to_dict, validate
 from .data import build_dataset, collate
 from .data.base import Batch
 from .errors import WsolError
+from .faithfulness import Faithfulness, FaithfulnessOptions
 from .localize import localize, sweep_thresholds
 from .maps import eval_maps, quantize
 from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_correct
@@ -179,6 +181,7 @@ class Evaluation:
         self.config = to_dict(cfg)
         self.device = resolve_device(cfg.device)
         self.from_files = cfg.method.name == "from_files"
+        self.faith: Faithfulness | None = None
         self.thresholds = thresholds_of(cfg.localize)
         self.localize_cfg = self.config["localize"]
         self.workers = resolve_workers(cfg.num_workers)
@@ -244,6 +247,11 @@ class Evaluation:
         store = map_store(self.config)
         if store is None and cfg.report and self.run_dir:
             store = os.path.join(self.run_dir, "maps")
+        if cfg.eval.faithfulness:
+            p = cfg.perturbation
+            options = FaithfulnessOptions(str(p.score), p.steps, str(p.baseline), str(p.multiply), p.relative, p.chunk)
+            self.faith = Faithfulness(model.module, model.mean, model.std, self.device, list(cfg.eval.faithfulness),
+                                      options)
         scorer = ModelScorer(
             method, model.mean, model.std, self.device, target=self.config["eval"]["target"],
             precision=self.config["speed"]["precision"], channels_last=cfg.speed.channels_last,
@@ -312,7 +320,7 @@ class Evaluation:
         result.skipped += [(i, r) for i, r in zip(batch.ids, reasons, strict=True) if r is not None]
         if not keep.any():
             return result
-        maps, flat = self._eval_maps(scores)
+        maps, flat = self.eval_maps(scores)
         maps_u8, maps_np = quantize(maps).cpu().numpy(), maps.cpu().numpy()
         labels = batch.labels[keep].numpy()
         top1 = top5 = None
@@ -337,13 +345,15 @@ class Evaluation:
         if result.pxap is not None:
             result.pxap.update(maps_np, batch.masks[keep].numpy())
         result.ids = [i for i, k in zip(batch.ids, keep, strict=True) if k]
+        if scores.faith is not None:
+            result.faith = {k: v.cpu().numpy() for k, v in scores.faith.items()}
         if self.cfg.save_maps:
             save_maps(self.cfg.maps_dir, result.ids, maps_np)
         result.labels, result.flat = labels, flat.cpu().numpy()
         result.size_mismatch = [i for i in batch.size_mismatch if i in set(result.ids)]
         return result
 
-    def _eval_maps(self, scores: Scores) -> tuple[torch.Tensor, torch.Tensor]:
+    def eval_maps(self, scores: Scores) -> tuple[torch.Tensor, torch.Tensor]:
         size, resize, normalize = self.dataset.image_size, self.localize_cfg["resize"], self.localize_cfg["normalize"]
         if isinstance(scores.maps, torch.Tensor):
             return eval_maps(scores.maps, size, resize, normalize)
@@ -396,6 +406,8 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
             row.update(res)
     if pxap is not None:
         metrics["pxap"] = pxap.compute()
+    for key in scored[0].faith:  # per image: the mean, in percent
+        metrics[key] = 100.0 * math.fsum(float(v) for r in scored for v in r.faith[key]) / n_images
     ids = [i for r in scored for i in r.ids]
     samples = _bootstrap(meta, n_images, metrics, scored, boxes, pointing, pxap)
     info = {
@@ -437,6 +449,10 @@ def _bootstrap(meta: dict, n_images: int, metrics: dict, scored: list[BatchResul
     for acc in (boxes, pointing, pxap):
         if acc is not None:
             samples.update(acc.bootstrap(weights))
+    if scored[0].faith:
+        keys = list(scored[0].faith)
+        sums = weighted_sums(weights, [np.stack([r.faith[k] for k in keys], axis=1) for r in scored])
+        samples.update({k: 100.0 * sums[:, j] / n_images for j, k in enumerate(keys)})
     return {k: v for k, v in samples.items() if k in metrics}
 
 
@@ -494,6 +510,8 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
             scores = evaluation.scorer(index, batch) if len(batch) else Scores([], torch.zeros(0, 1, 1))
             if evaluation.classes is not None and len(batch):
                 scores = with_classes(scores, batch, evaluation.classes)
+            if evaluation.faith is not None and len(batch):
+                scores.faith = evaluation.faith(batch.images, evaluation.eval_maps(scores)[0], scores.targets)
             stage.submit(index, batch, scores)
             progress.update(len(evaluation.batches[index]))
         stage.finish()

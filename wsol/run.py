@@ -37,6 +37,8 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
     """Write the run folder (tables, per-image rows, curves, metrics.json last); return the summary."""
     table = config.get("table") or {}
     columns = list(table["columns"]) if table.get("columns") else None
+    if columns is not None:  # opt-in metrics join the protocol's columns
+        columns += [k for k in config["eval"].get("faithfulness") or [] if k not in columns]
     protocol, changed = protocol_label(config)
     summary = {
         "protocol": protocol,

@@ -39,6 +39,7 @@ class Scores:
     top5: torch.Tensor | None = None  # int64 [B, k]
     targets: torch.Tensor | None = None  # int64 [B]
     reasons: list[str | None] | None = None
+    faith: dict[str, torch.Tensor] | None = None  # per-image faithfulness values (wsol.faithfulness)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -200,4 +201,4 @@ def with_classes(scores: Scores, batch: Batch, classes) -> Scores:
     top5 = classes(batch)
     keep = torch.tensor([r is None for r in (scores.reasons or [None] * len(batch))], device=top5.device)
     targets = scores.targets if scores.targets is not None else batch.labels.to(top5.device)[keep]
-    return Scores(scores.ids, scores.maps, top5[keep], targets, scores.reasons)
+    return Scores(scores.ids, scores.maps, top5[keep], targets, scores.reasons, scores.faith)

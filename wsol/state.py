@@ -51,6 +51,7 @@ class BatchResult:
     flat: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     skipped: list[tuple[str, str]] = field(default_factory=list)
     size_mismatch: list[str] = field(default_factory=list)  # scored ids whose decoded size is not the metadata's
+    faith: dict[str, np.ndarray] = field(default_factory=dict)  # per-image faithfulness values (float64 [B])
 
     @property
     def n_images(self) -> int:
@@ -65,6 +66,7 @@ class BatchResult:
         }
         if self.top5 is not None:
             out.update(top5=self.top5, targets=self.targets)
+        out.update({f"faith.{k}": np.asarray(v, dtype=np.float64) for k, v in self.faith.items()})
         if self.boxes is not None:
             records = self.boxes.records[0] if self.boxes.records else None
             out.update({f"boxes.{k}": v for k, v in (records.arrays() if records else {}).items()})
@@ -100,6 +102,7 @@ class BatchResult:
         return cls(
             int(arrays["index"]), boxes, pxap, pointing, ids=[str(i) for i in arrays["ids"]],
             labels=arrays["labels"], top5=arrays.get("top5"), targets=arrays.get("targets"), flat=arrays["flat"],
+            faith={k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("faith.")},
             skipped=[(str(i), str(r)) for i, r in arrays["skipped"]],
             size_mismatch=[str(i) for i in arrays["size_mismatch"]],
         )

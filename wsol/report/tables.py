@@ -35,9 +35,13 @@ METRIC_COLUMNS = {
     "pxap": "PxAP",
     "pointing_game": "PG",
     "energy_pointing_game": "EPG",
+    "average_drop": "Avg Drop",
+    "increase_in_confidence": "Inc Conf",
+    "deletion": "Deletion",
+    "insertion": "Insertion",
 }
 TIED_MARK = "†"  # not significantly different from the column's best (paired bootstrap)
-LOWER_IS_BETTER = {METRIC_COLUMNS["top1_loc_err"], METRIC_COLUMNS["top5_loc_err"]}
+LOWER_IS_BETTER = {METRIC_COLUMNS[k] for k in ("top1_loc_err", "top5_loc_err", "average_drop", "deletion")}
 # the columns shown when a protocol names none: everything but the loc errors (100 - loc)
 DEFAULT_COLUMNS = [k for k in METRIC_COLUMNS if not k.endswith("_err")]
 ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset": "Dataset"}

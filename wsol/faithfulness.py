@@ -1,0 +1,165 @@
+"""Faithfulness of a map to its model: how the class score responds when the image is masked by the map.
+
+Opt-in (``eval.faithfulness=[...]``), per image, on the eval-size maps (min-max normalised, as localized),
+with the class each map explains. ``Y`` is the class score of the image, ``score``: ``softmax`` (the
+probability, as the papers) or ``logit``. All perturbed copies of a batch go through the model together,
+``chunk`` inputs per forward.
+
+- ``average_drop`` (Chattopadhay et al., *Grad-CAM++*, WACV 2018, eq. 9): ``max(0, Y − O) / Y`` in percent,
+  ``O`` the score of the explanation map ``E = map ⊙ image`` (``relative=false``: ``max(0, Y − O)``);
+  lower is better.
+- ``increase_in_confidence`` (same paper): the share of images with ``O > Y``, in percent.
+- ``deletion`` / ``insertion`` (Petsiuk et al., *RISE*, BMVC 2018): pixels ranked by the map (highest
+  first, raster order on ties); deletion replaces the first ``k`` by the baseline, insertion starts from
+  the baseline and restores them; ``k`` runs over ``0, s, 2s, …`` and all ``P`` pixels with
+  ``s = ceil(P / steps)``; the metric is the area under the score curve over the perturbed fraction
+  (trapezoid), in percent of a constant score 1. Deletion: lower is better.
+
+``multiply``: ``normalized`` multiplies the normalised input tensor by the map (pytorch-grad-cam, torchcam);
+``pixels`` the image's [0, 1] pixels before normalisation (the paper's ``L ∘ I``: masked pixels black).
+``baseline``: ``zero`` (zeros of the normalised tensor: torchcam's default), ``black`` (pixels 0), ``blur``
+(the image blurred with an 11×11 Gaussian, σ = 5: RISE's insertion start).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["METRICS", "LOWER_IS_BETTER", "FaithfulnessOptions", "Faithfulness", "curve_counts", "trapezoid_auc",
+           "perturbation_curves", "explanation_inputs"]
+
+METRICS = ("average_drop", "increase_in_confidence", "deletion", "insertion")
+LOWER_IS_BETTER = ("average_drop", "deletion")
+SCORES = ("softmax", "logit")
+BASELINES = ("zero", "black", "blur")
+MULTIPLY = ("normalized", "pixels")
+
+
+@dataclass(frozen=True)
+class FaithfulnessOptions:
+    score: str = "softmax"
+    steps: int = 20
+    baseline: str = "zero"
+    multiply: str = "normalized"
+    relative: bool = True
+    chunk: int = 64
+
+
+def curve_counts(pixels: int, steps: int) -> list[int]:
+    """Perturbed pixel counts of a deletion / insertion curve: ``0, s, 2s, … < P`` and ``P``, ``s = ceil(P/steps)``."""
+    step = math.ceil(pixels / steps)
+    return [*range(0, pixels, step), pixels]
+
+
+def trapezoid_auc(curves: torch.Tensor, counts: list[int], pixels: int) -> torch.Tensor:
+    """Area under ``curves [B, K]`` over the perturbed fractions ``counts / pixels`` (trapezoid rule)."""
+    fractions = torch.tensor(counts, dtype=torch.float64, device=curves.device) / pixels
+    return torch.trapezoid(curves.double(), fractions, dim=1)
+
+
+def _gaussian_blur(images: torch.Tensor, size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    x = torch.arange(size, dtype=images.dtype, device=images.device) - (size - 1) / 2
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    c = images.shape[1]
+    out = F.conv2d(F.pad(images, (size // 2,) * 4, mode="reflect"), kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
+                   groups=c)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def explanation_inputs(pixels: torch.Tensor, maps: torch.Tensor, mean, std, multiply: str) -> torch.Tensor:
+    """The model inputs of the explanation maps ``E = map ⊙ image``: ``pixels [B, 3, H, W]`` in [0, 1]."""
+    if multiply == "pixels":
+        return (pixels * maps[:, None] - mean) / std
+    return (pixels - mean) / std * maps[:, None]
+
+
+class Faithfulness:
+    """The per-image faithfulness metrics of a batch (module docstring).
+
+    Args:
+        model: the classifier (logits), on ``device``; mean, std: its input normalisation.
+        metrics: names from :data:`METRICS`.
+    """
+
+    def __init__(self, model: torch.nn.Module, mean, std, device: torch.device, metrics, options=None) -> None:
+        self.model, self.device, self.metrics = model, device, tuple(metrics)
+        self.options = options or FaithfulnessOptions()
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def class_scores(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Score ``[N]`` of class ``targets[i]`` for model inputs ``[N, 3, H, W]``, ``chunk`` inputs per forward."""
+        out = []
+        for start in range(0, len(inputs), self.options.chunk):
+            logits = self.model(inputs[start : start + self.options.chunk]).float()
+            if self.options.score == "softmax":
+                logits = logits.softmax(dim=1)
+            out.append(logits.gather(1, targets[start : start + self.options.chunk, None])[:, 0])
+        return torch.cat(out) if out else torch.zeros(0, device=inputs.device)
+
+    def baseline(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The baseline model inputs of ``pixels``."""
+        if self.options.baseline == "zero":
+            return torch.zeros_like(pixels)
+        if self.options.baseline == "black":
+            return (torch.zeros_like(pixels) - self.mean) / self.std
+        return (_gaussian_blur(pixels) - self.mean) / self.std
+
+    def __call__(self, images_u8: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image values ``[B]`` (fractions, not percent) for uint8 images ``[B, 3, H, W]``, eval-size maps
+        ``[B, H, W]`` in [0, 1] and target classes ``[B]``."""
+        pixels = images_u8.to(self.device).float() / 255
+        maps, targets = maps.to(self.device).float(), targets.to(self.device)
+        inputs = (pixels - self.mean) / self.std
+        y = self.class_scores(inputs, targets)
+        out: dict[str, torch.Tensor] = {}
+        if {"average_drop", "increase_in_confidence"} & set(self.metrics):
+            o = self.class_scores(explanation_inputs(pixels, maps, self.mean, self.std, self.options.multiply), targets)
+            drop = (y - o).clamp(min=0)
+            out["average_drop"] = drop / y if self.options.relative else drop
+            out["increase_in_confidence"] = (o > y).double()
+        if {"deletion", "insertion"} & set(self.metrics):
+            deletion, insertion = perturbation_curves(self, inputs, self.baseline(pixels), maps, targets, y)
+            counts = curve_counts(maps[0].numel(), self.options.steps)
+            out["deletion"] = trapezoid_auc(deletion, counts, maps[0].numel())
+            out["insertion"] = trapezoid_auc(insertion, counts, maps[0].numel())
+        return {k: v.double() for k, v in out.items() if k in self.metrics}
+
+
+def perturbation_curves(faith: Faithfulness, inputs: torch.Tensor, baseline: torch.Tensor, maps: torch.Tensor,
+                        targets: torch.Tensor, original: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deletion and insertion score curves ``[B, K]`` at :func:`curve_counts`; the original image's scores
+    ``original`` are deletion's first point and insertion's last, the all-baseline input's the other ends."""
+    b, pixels = len(inputs), maps[0].numel()
+    counts = curve_counts(pixels, faith.options.steps)
+    ranks = torch.argsort(torch.argsort(maps.reshape(b, -1), dim=1, descending=True, stable=True), dim=1)
+    flat_inputs, flat_base = inputs.flatten(2), baseline.flatten(2)
+    jobs = [(i, curve, k) for i in range(b) for curve in (0, 1) for k in range(1, len(counts) - 1)]
+    jobs += [(i, 2, len(counts) - 1) for i in range(b)]  # all baseline: deletion's end, insertion's start
+    deletion = original.new_empty((b, len(counts)), dtype=torch.float64)
+    insertion = original.new_empty((b, len(counts)), dtype=torch.float64)
+    deletion[:, 0], insertion[:, -1] = original, original
+    step = faith.options.chunk
+    for start in range(0, len(jobs), step):
+        chunk = jobs[start : start + step]
+        idx = torch.tensor([j[0] for j in chunk], device=inputs.device)
+        count = torch.tensor([counts[j[2]] for j in chunk], device=inputs.device)
+        first = ranks[idx] < count[:, None]  # [N, P]: the top-ranked pixels
+        keep_original = torch.tensor([j[1] == 1 for j in chunk], device=inputs.device)[:, None] == first
+        # deletion (0) and all-baseline (2): original where not among the first; insertion (1): where among them
+        perturbed = torch.where(keep_original[:, None], flat_inputs[idx], flat_base[idx]).reshape(-1, *inputs.shape[1:])
+        scores = faith.class_scores(perturbed, targets[idx]).double()
+        curve = torch.tensor([j[1] for j in chunk], device=inputs.device)
+        point = torch.tensor([j[2] for j in chunk], device=inputs.device)
+        into_deletion, into_insertion = curve != 1, curve == 1
+        deletion[idx[into_deletion], point[into_deletion]] = scores[into_deletion]
+        insertion[idx[into_insertion], point[into_insertion]] = scores[into_insertion]
+        ends = curve == 2
+        insertion[idx[ends], torch.zeros_like(point[ends])] = scores[ends]
+    return deletion, insertion
