@@ -189,3 +189,50 @@ def test_a_multirun_tabulates_box_and_faithfulness_metrics_side_by_side(tmp_path
     header = next(line for line in (sweep / "table.md").read_text().splitlines() if line.startswith("| Method"))
     assert "MaxBoxAccV2" in header and "Avg Drop" in header and "Deletion" in header and "Insertion" in header
     assert "Deletion ci_lo" in (sweep / "table.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy on their torch tensors
+def test_road_imputation_solves_pytorch_grad_cams_system():
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    from wsol.faithfulness import impute_linear
+
+    torch.manual_seed(0)
+    image, keep = torch.randn(3, 14, 17), (torch.rand(14, 17) > 0.6).float()
+    theirs = NoisyLinearImputer(noise=0.0)(image, keep)
+    ours = impute_linear(image[None], keep[None] == 0)[0]
+    assert (ours - theirs).abs().max().item() < 1e-5
+    assert torch.equal(ours[:, keep == 1], image[:, keep == 1])  # kept pixels untouched
+    # a removed pixel is the weighted mean of its neighbours: the system's defining equation
+    flat = torch.zeros(1, 1, 3, 3)
+    flat[0, 0, 0] = torch.tensor([0.0, 6.0, 0.0])
+    hole = torch.zeros(1, 3, 3, dtype=torch.bool)
+    hole[0, 1, 1] = True
+    assert impute_linear(flat, hole)[0, 0, 1, 1].item() == pytest.approx(1 / 6 * 6.0 / 1.0)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy on their torch tensors
+@pytest.mark.parametrize("score", ["logit", "softmax"])
+def test_road_matches_pytorch_grad_cams_road_combined_without_noise(score, monkeypatch):
+    from pytorch_grad_cam.metrics import road
+    from pytorch_grad_cam.metrics.road import ROADCombined
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+
+    monkeypatch.setattr(road.torch, "randn_like", torch.zeros_like)  # their imputation noise, off
+    model = ToyCamNet(classes=3).eval()
+    images, maps, targets = _toy_batch(seed=2)
+    target = ClassifierOutputTarget if score == "logit" else ClassifierOutputSoftmaxTarget
+    percentiles = [20, 50, 80]
+    theirs = ROADCombined(percentiles)(_normalised(images), maps.numpy(), [target(int(t)) for t in targets], model)
+    options = FaithfulnessOptions(score=score, road_percentiles=tuple(percentiles), road_noise=0.0, chunk=5)
+    ours = _faith(model, options, MEAN, STD, metrics=("road",))(images, maps, targets)["road"]
+    assert ours.numpy() == pytest.approx(np.asarray(theirs, dtype=np.float64), rel=1e-4, abs=1e-5)
+
+
+def test_road_in_the_pipeline_is_seeded_per_batch(tmp_path):
+    overrides = ("limit=4", "batch_size=2", "dataset.image_size=32", "eval.bootstrap=20",
+                 "eval.faithfulness=[road]", "perturbation.road_percentiles=[30,70]", "perturbation.chunk=8")
+    first = evaluate(compose(*overrides), str(tmp_path))
+    again = evaluate(compose(*overrides))  # fresh, not resumed: the same noise, the same number
+    assert first.metrics["road"] == again.metrics["road"] and np.isfinite(first.metrics["road"])
+    assert "road" in first.info["ci"]

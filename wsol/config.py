@@ -178,7 +178,7 @@ class EvalConfig:
     # ({source: timm, name: tf_efficientnet_b7}, {name: resnet50, checkpoint: PATH, num_classes: 200})
     predictions: str | None = None  # or from a file: image id → top-5 classes (CSV id,c1,…,c5 or JSON {id: [c1, …]})
     faithfulness: list[str] = field(default_factory=list)  # opt-in: average_drop, increase_in_confidence, deletion,
-    # insertion (perturbation.* says how)
+    # insertion, road (perturbation.* says how)
     bootstrap: int = 1000  # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
     bootstrap_seed: int = 0  # the resamples' seed: runs on the same images draw the same resamples (paired)
 
@@ -209,6 +209,8 @@ class PerturbationConfig:
     multiply: Multiply = Multiply.normalized  # average drop / increase in confidence: how the map masks
     relative: bool = True  # average drop divided by the original score (the paper, torchcam); false: pytorch-grad-cam
     chunk: int = 64  # perturbed images per forward (the memory budget)
+    road_percentiles: list[int] = field(default_factory=lambda: [10, 20, 30, 40, 50, 60, 70, 80, 90])
+    road_noise: float = 0.01  # ROAD: the imputed pixels' noise (standard deviation, in normalised input units)
 
 
 @dataclass
@@ -521,6 +523,9 @@ def validate(cfg: DictConfig) -> None:
             raise WsolError("eval.faithfulness needs the model that made the maps (not method=from_files)")
         if cfg.perturbation.steps < 1 or cfg.perturbation.chunk < 1:
             raise WsolError("perturbation.steps and perturbation.chunk must be at least 1")
+        if not cfg.perturbation.road_percentiles or any(not 0 < p < 100 for p in cfg.perturbation.road_percentiles):
+            raise WsolError(f"perturbation.road_percentiles must be percentages in (0, 100), got "
+                            f"{list(cfg.perturbation.road_percentiles)}")
     if len(loc.empty_box) != 4:
         raise WsolError(f"localize.empty_box must be 4 numbers x0, y0, x1, y1, got {list(loc.empty_box)}")
     if cfg.eval.bootstrap < 0 or cfg.eval.bootstrap == 1:

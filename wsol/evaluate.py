@@ -249,7 +249,8 @@ class Evaluation:
             store = os.path.join(self.run_dir, "maps")
         if cfg.eval.faithfulness:
             p = cfg.perturbation
-            options = FaithfulnessOptions(str(p.score), p.steps, str(p.baseline), str(p.multiply), p.relative, p.chunk)
+            options = FaithfulnessOptions(str(p.score), p.steps, str(p.baseline), str(p.multiply), p.relative, p.chunk,
+                                          tuple(p.road_percentiles), p.road_noise)
             self.faith = Faithfulness(model.module, model.mean, model.std, self.device, list(cfg.eval.faithfulness),
                                       options)
         scorer = ModelScorer(
@@ -511,7 +512,8 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
             if evaluation.classes is not None and len(batch):
                 scores = with_classes(scores, batch, evaluation.classes)
             if evaluation.faith is not None and len(batch):
-                scores.faith = evaluation.faith(batch.images, evaluation.eval_maps(scores)[0], scores.targets)
+                scores.faith = evaluation.faith(batch.images, evaluation.eval_maps(scores)[0], scores.targets,
+                                                seed=cfg.seed * 1_000_003 + index)  # per batch: resumes exactly
             stage.submit(index, batch, scores)
             progress.update(len(evaluation.batches[index]))
         stage.finish()

@@ -15,6 +15,12 @@ probability, as the papers) or ``logit``. All perturbed copies of a batch go thr
   ``s = ceil(P / steps)``; the metric is the area under the score curve over the perturbed fraction
   (trapezoid), in percent of a constant score 1. Deletion: lower is better.
 
+- ``road`` (Rong et al., *A Consistent and Efficient Evaluation Strategy for Attribution Methods*, ICML 2022,
+  as pytorch-grad-cam's ``ROADCombined``): at each percentile ``p`` of ``road_percentiles`` the pixels at or
+  above the map's ``p``-th percentile (MoRF) or at or below its ``(100 − p)``-th (LeRF) are removed and
+  imputed from their neighbours (:func:`impute_linear`, plus ``road_noise`` · N(0, 1)); the metric is
+  ``(mean_p ΔLeRF − mean_p ΔMoRF) / 2`` in percent, ``Δ`` the score change. Higher is better.
+
 ``multiply``: ``normalized`` multiplies the normalised input tensor by the map (pytorch-grad-cam, torchcam);
 ``pixels`` the image's [0, 1] pixels before normalisation (the paper's ``L ∘ I``: masked pixels black).
 ``baseline``: ``zero`` (zeros of the normalised tensor: torchcam's default), ``black`` (pixels 0), ``blur``
@@ -30,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["METRICS", "LOWER_IS_BETTER", "FaithfulnessOptions", "Faithfulness", "curve_counts", "trapezoid_auc",
-           "perturbation_curves", "explanation_inputs"]
+           "perturbation_curves", "explanation_inputs", "impute_linear", "road_masks"]
 
-METRICS = ("average_drop", "increase_in_confidence", "deletion", "insertion")
+METRICS = ("average_drop", "increase_in_confidence", "deletion", "insertion", "road")
 LOWER_IS_BETTER = ("average_drop", "deletion")
 SCORES = ("softmax", "logit")
 BASELINES = ("zero", "black", "blur")
@@ -47,6 +53,8 @@ class FaithfulnessOptions:
     multiply: str = "normalized"
     relative: bool = True
     chunk: int = 64
+    road_percentiles: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    road_noise: float = 0.01
 
 
 def curve_counts(pixels: int, steps: int) -> list[int]:
@@ -111,9 +119,10 @@ class Faithfulness:
             return (torch.zeros_like(pixels) - self.mean) / self.std
         return (_gaussian_blur(pixels) - self.mean) / self.std
 
-    def __call__(self, images_u8: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, images_u8: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+                 seed: int = 0) -> dict[str, torch.Tensor]:
         """Per-image values ``[B]`` (fractions, not percent) for uint8 images ``[B, 3, H, W]``, eval-size maps
-        ``[B, H, W]`` in [0, 1] and target classes ``[B]``."""
+        ``[B, H, W]`` in [0, 1] and target classes ``[B]``; ``seed``: ROAD's imputation noise."""
         pixels = images_u8.to(self.device).float() / 255
         maps, targets = maps.to(self.device).float(), targets.to(self.device)
         inputs = (pixels - self.mean) / self.std
@@ -129,6 +138,8 @@ class Faithfulness:
             counts = curve_counts(maps[0].numel(), self.options.steps)
             out["deletion"] = trapezoid_auc(deletion, counts, maps[0].numel())
             out["insertion"] = trapezoid_auc(insertion, counts, maps[0].numel())
+        if "road" in self.metrics:
+            out["road"] = road_scores(self, inputs, maps, targets, y, seed)
         return {k: v.double() for k, v in out.items() if k in self.metrics}
 
 
@@ -163,3 +174,82 @@ def perturbation_curves(faith: Faithfulness, inputs: torch.Tensor, baseline: tor
         ends = curve == 2
         insertion[idx[ends], torch.zeros_like(point[ends])] = scores[ends]
     return deletion, insertion
+
+
+_NEIGHBOURS = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+
+
+def impute_linear(inputs: torch.Tensor, removed: torch.Tensor, tol: float = 1e-6, max_iter: int = 5000) -> torch.Tensor:
+    """ROAD's linear imputation without noise: every removed pixel (``removed [N, H, W]``) becomes the weighted
+    mean of its 8 neighbours (1/6 across an edge, 1/12 across a corner; neighbours outside the image left out),
+    the kept pixels fixed. The sparse system (pytorch-grad-cam's ``NoisyLinearImputer``, solved there with
+    ``spsolve``) is solved per image and channel by conjugate gradients on the device (``tol``: relative
+    residual), as convolutions: ``S ⊙ u − W * u = W * known`` on the removed pixels, ``S`` the neighbour
+    weights inside the image."""
+    n, c, h, w = inputs.shape
+    x = inputs.double()
+    kernel = _NEIGHBOURS.to(x).view(1, 1, 3, 3).repeat(c, 1, 1, 1)
+
+    def spread(t):
+        return F.conv2d(t, kernel, padding=1, groups=c)
+
+    m = removed[:, None].to(x).expand(n, c, h, w)
+    s = spread(torch.ones_like(x))
+    known = x * (1 - m)
+    b = m * spread(known)
+
+    def apply(u):
+        return m * (s * u - spread(u))
+
+    def dot(a, b_):
+        return (a * b_).sum(dim=(2, 3), keepdim=True)
+
+    u = torch.zeros_like(x)
+    r = b.clone()
+    p = r.clone()
+    rs = dot(r, r)
+    limit = (tol**2) * dot(b, b).clamp(min=1e-30)
+    for _ in range(max_iter):
+        if bool((rs <= limit).all()):
+            break
+        ap = apply(p)
+        denom = dot(p, ap)
+        alpha = torch.where(denom > 0, rs / denom.clamp(min=1e-300), torch.zeros_like(rs))
+        u = u + alpha * p
+        r = r - alpha * ap
+        new = dot(r, r)
+        p = r + torch.where(rs > 0, new / rs.clamp(min=1e-300), torch.zeros_like(rs)) * p
+        rs = new
+    return (known + m * u).to(inputs.dtype)
+
+
+def road_masks(maps: torch.Tensor, percentile: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The removed pixels ``[B, H, W]`` at ``percentile``: MoRF, the map at or above its ``percentile``-th
+    percentile; LeRF, ``1 − map`` at or above its (numpy's linear-interpolation percentiles, as
+    pytorch-grad-cam's ``RemoveMostRelevantFirst``)."""
+    flat = maps.reshape(len(maps), -1).double()
+    q = percentile / 100
+    morf = flat >= torch.quantile(flat, q, dim=1, keepdim=True)
+    lerf = (1 - flat) >= torch.quantile(1 - flat, q, dim=1, keepdim=True)
+    return morf.reshape(maps.shape), lerf.reshape(maps.shape)
+
+
+def road_scores(faith: Faithfulness, inputs: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+                original: torch.Tensor, seed: int) -> torch.Tensor:
+    """``(mean_p ΔLeRF − mean_p ΔMoRF) / 2`` per image (module docstring), the imputations ``chunk`` at a time."""
+    generator = torch.Generator(device=inputs.device).manual_seed(seed)
+    jobs = [(p, kind) for p in faith.options.road_percentiles for kind in (0, 1)]  # 0: MoRF, 1: LeRF
+    total = torch.zeros(len(inputs), dtype=torch.float64, device=inputs.device)
+    per_job = max(1, faith.options.chunk // max(len(inputs), 1))
+    for start in range(0, len(jobs), per_job):
+        part = jobs[start : start + per_job]
+        removed = torch.cat([road_masks(maps, p)[kind] for p, kind in part])
+        batch = inputs.repeat(len(part), 1, 1, 1)
+        imputed = impute_linear(batch, removed)
+        noise = torch.randn(imputed.shape, generator=generator, device=inputs.device, dtype=imputed.dtype)
+        imputed = imputed + faith.options.road_noise * noise * removed[:, None]
+        change = faith.class_scores(imputed, targets.repeat(len(part))).double() - original.double().repeat(len(part))
+        sign = torch.tensor([1.0 if kind == 1 else -1.0 for _, kind in part], dtype=torch.float64,
+                            device=inputs.device).repeat_interleave(len(inputs))
+        total += (sign * change).reshape(len(part), len(inputs)).sum(dim=0)
+    return total / (2 * len(faith.options.road_percentiles))

@@ -39,6 +39,7 @@ METRIC_COLUMNS = {
     "increase_in_confidence": "Inc Conf",
     "deletion": "Deletion",
     "insertion": "Insertion",
+    "road": "ROAD",
 }
 TIED_MARK = "†"  # not significantly different from the column's best (paired bootstrap)
 LOWER_IS_BETTER = {METRIC_COLUMNS[k] for k in ("top1_loc_err", "top5_loc_err", "average_drop", "deletion")}
