@@ -109,8 +109,9 @@ def test_pearson_edge_cases():
 
 def test_before_resize_reproduces_pytorch_grad_cams_map_postprocessing():
     """``localize.normalize=before_resize localize.resize=bilinear`` gives pytorch-grad-cam's own post-processing
-    of a map (``scale_cam_image``: min-max with +1e-7 at feature resolution, then ``cv2.resize``) to float32
-    rounding, and the same uint8 quantisation; the default (resize, then min-max) differs."""
+    of one layer's map (``scale_cam_image`` at feature resolution with ``cv2.resize``, then ``max(·, 0)`` and
+    ``scale_cam_image`` again, as ``aggregate_multi_layers`` does) to float32 rounding, and the same uint8
+    quantisation; the default (resize, then min-max) differs."""
     import numpy as np
     import torch
     from pytorch_grad_cam.utils.image import scale_cam_image
@@ -120,10 +121,33 @@ def test_before_resize_reproduces_pytorch_grad_cams_map_postprocessing():
     rng = np.random.default_rng(0)
     maps = np.maximum(rng.normal(size=(6, 7, 7)), 0).astype(np.float32) * 1e-3  # small values, as random nets give
     maps[5] = 0  # a flat map
-    theirs = scale_cam_image(maps, (224, 224))
+    theirs = scale_cam_image(np.maximum(scale_cam_image(maps, (224, 224)), 0))
     ours, flat = eval_maps(torch.from_numpy(maps), 224, "bilinear", "before_resize")
     assert np.abs(ours.numpy() - theirs).max() <= 2.5e-7 and flat.tolist() == [False] * 5 + [True]
+    assert ours.numpy()[:5].max(axis=(1, 2)) == pytest.approx(1.0, abs=1e-6)  # the second min-max: peak 1
     same = quantize(ours).numpy() == (theirs * 255).astype(np.uint8)
     assert same.mean() > 0.9999
     default, _ = eval_maps(torch.from_numpy(maps), 224, "bilinear")
     assert not np.array_equal(quantize(default).numpy(), (theirs * 255).astype(np.uint8))
+
+
+def test_before_resize_matches_a_whole_pytorch_grad_cam_call():
+    """wsol's Grad-CAM++ with ``method.eps=1e-6`` and ``before_resize`` + ``bilinear`` against
+    ``GradCAMPlusPlus(...)(input_tensor, targets)`` itself, on a random ResNet-18: float32 rounding apart."""
+    import numpy as np
+    import torch
+    import torchvision
+    from pytorch_grad_cam import GradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from wsol.cams import build_method
+    from wsol.maps import eval_maps
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=1000).eval()
+    images, labels = torch.randn(4, 3, 224, 224), torch.randint(0, 1000, (4,))
+    with GradCAMPlusPlus(model=model, target_layers=[model.layer4]) as cam:
+        theirs = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in labels])
+    raw = build_method("gradcampp", model, ["layer4"], eps=1e-6)(images, labels, target="gt").maps.detach()
+    ours, _ = eval_maps(raw, 224, "bilinear", "before_resize")
+    assert np.abs(ours.numpy() - theirs).max() < 2e-6

@@ -66,7 +66,7 @@ class Resize(enum.StrEnum):
 
 class Normalize(enum.StrEnum):
     after_resize = "after_resize"  # wsolevaluation's inference.py: resize, then min-max
-    before_resize = "before_resize"  # pytorch-grad-cam's scale_cam_image: min-max (+1e-7), then resize
+    before_resize = "before_resize"  # pytorch-grad-cam's: min-max (+1e-7), resize, min-max (+1e-7) again
 
 
 class Rule(enum.StrEnum):

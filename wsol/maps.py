@@ -3,7 +3,7 @@
 Conventions (wsolevaluation's; see docs/protocols.md):
 - a map is upsampled to the eval size (bicubic, ``align_corners=False``) and min-max normalised per
   image; a flat or non-finite map becomes all zeros (and is counted). ``normalize="before_resize"``
-  gives pytorch-grad-cam's order instead (min-max at the map's resolution, then upsampling);
+  gives pytorch-grad-cam's post-processing instead (min-max at the map's resolution, upsampling, min-max);
 - a map is quantised to ``uint8`` as ``int(map * 255)``: the cut levels of stage 4 are read off it.
 """
 
@@ -37,9 +37,10 @@ def eval_maps(
     """Maps ``[B, h, w]`` at the eval size in ``[0, 1]``, and which were flat ``[B]``.
 
     ``after_resize`` (wsolevaluation's ``inference.py``): upsample, then min-max (:func:`minmax_normalize`).
-    ``before_resize`` (pytorch-grad-cam's ``scale_cam_image``): ``(M − min) / (max − min + 1e-7)`` at the map's
-    own resolution, then upsample (its ``cv2.resize`` is bilinear), with no second min-max: the peak of the
-    upsampled map is then a little below 1.
+    ``before_resize`` (pytorch-grad-cam's post-processing of one layer's map, ``BaseCAM.compute_cam_per_layer``
+    and ``aggregate_multi_layers``): ``scale_cam_image``, i.e. ``(M − min) / (max − min + 1e-7)`` at the map's
+    own resolution, then upsampled (its ``cv2.resize`` is bilinear), then ``max(·, 0)`` and ``scale_cam_image``
+    once more at the eval size: ``(U − min) / (1e-7 + max(U − min))``.
     """
     if normalize == "after_resize":
         return minmax_normalize(upsample(maps, size, resize))
@@ -48,7 +49,9 @@ def eval_maps(
     lo, hi = maps.amin((1, 2), keepdim=True), maps.amax((1, 2), keepdim=True)
     flat = (~torch.isfinite(hi - lo) | (hi - lo <= 0)).flatten()
     scaled = torch.where(flat[:, None, None], torch.zeros_like(maps), (maps - lo) / (hi - lo + 1e-7))
-    return upsample(scaled, size, resize).clamp(0, 1), flat
+    up = upsample(scaled, size, resize).clamp(min=0)
+    up = up - up.amin((1, 2), keepdim=True)
+    return (up / (1e-7 + up.amax((1, 2), keepdim=True))).clamp(0, 1), flat
 
 
 def quantize(maps: torch.Tensor) -> torch.Tensor:
