@@ -8,8 +8,8 @@ requirement ``munch``, and ``np.float``, which numpy 1.24 removed, is aliased to
 Both run as fresh processes on the same JPEG files and metadata (written from the demo generator), the
 same random ResNet-18 checkpoint, layer ``layer4``, GT-class targets and DataLoader workers, and wsol makes
 its maps as pytorch-grad-cam does (``method.eps=1e-6``: its Grad-CAM++ denominator;
-``localize.normalize=before_resize localize.resize=bilinear``: min-max at feature resolution, then
-bilinear), so both evaluate the same maps; each is run
+``localize.normalize=before_resize localize.resize=bilinear``: min-max at feature resolution, bilinear,
+min-max again), so both evaluate the same maps up to float32 rounding; each is run
 once to warm up (wsol's compiled box kernels are then in their disk cache, as on any machine after the
 first run), then timed ``--repeats`` times, best kept. Both pay their interpreter start and imports.
 """
