@@ -160,3 +160,25 @@ def test_unknown_method_and_layer_errors():
         build_method("gradcm", net, "features")
     with pytest.raises(WsolError, match="close names: features"):
         build_method("gradcam", net, "feature")
+
+
+def test_autograd_starts_at_the_target_layer_and_the_gradient_is_unchanged():
+    """The layers before the target run without autograd (as in inference); the gradient at the layer equals
+    one taken through a full graph, and the model's parameters keep requires_grad."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    images, labels = torch.randn(2, 3, 64, 64), torch.tensor([3, 7])
+    recorded = []
+    handle = model.layer3.register_forward_hook(lambda _m, _i, out: recorded.append(out.requires_grad))
+    maps = build_method("gradcam", model, ["layer4"])(images, labels).maps
+    handle.remove()
+    assert recorded == [False] and torch.is_grad_enabled()  # no graph before layer4; the grad mode restored
+    with capture_activations(model.layer4) as store, torch.enable_grad():
+        logits = model(images.requires_grad_(True))  # the full graph, from the input
+        (grads,) = torch.autograd.grad(logits.gather(1, labels[:, None]).sum(), store["activations"])
+    weights = grads.mean(dim=(2, 3))
+    expected = torch.relu(torch.einsum("bc,bchw->bhw", weights, store["activations"].detach()))
+    assert torch.equal(maps, expected)
+    assert all(p.requires_grad for p in model.parameters())

@@ -77,7 +77,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 @contextlib.contextmanager
 def capture_activations(
     layer: nn.Module, layout: Layout | Callable[[torch.Tensor], Layout] | None = None,
-    input_hw: tuple[int, int] | None = None,
+    input_hw: tuple[int, int] | None = None, graph_from_here: bool = False,
 ) -> Iterator[dict]:
     """Record ``layer``'s map ``[B, C, h, w]`` in ``store["activations"]`` (and its layout in ``store["layout"]``)
     while the block runs.
@@ -85,12 +85,12 @@ def capture_activations(
     ``layout``: a :class:`~wsol.cams.layout.Layout`, or a function of the output that gives one (``None``:
     NCHW, the convolutional case); ``input_hw``: the input's size, for a token grid. The layers after
     ``layer`` receive a copy rebuilt from the recorded map, so an in-place op after the layer (e.g.
-    ``ReLU(inplace=True)``) cannot overwrite it while gradients still flow to it. The hook is removed on
-    exit, also on error.
+    ``ReLU(inplace=True)``) cannot overwrite it while gradients still flow to it. ``graph_from_here``: see
+    :func:`~wsol.cams.layout.layout_hook`. The hook is removed on exit, also on error.
     """
     store: dict = {}
     choose = layout if callable(layout) else (lambda _output: layout or NCHW)
-    handle = layer.register_forward_hook(layout_hook(choose, tuple(input_hw or (224, 224)), store))
+    handle = layer.register_forward_hook(layout_hook(choose, tuple(input_hw or (224, 224)), store, graph_from_here))
     try:
         yield store
     finally:
@@ -202,12 +202,12 @@ class CamMethod:
 
     def forward_with_captures(self, images: torch.Tensor, targets_from) -> list[LayerCapture]:
         """One forward (and backward, if ``needs_grad``) with every target layer hooked."""
-        with contextlib.ExitStack() as stack, torch.set_grad_enabled(self.needs_grad):
+        with contextlib.ExitStack() as stack, torch.set_grad_enabled(False):
             hw = tuple(images.shape[-2:])
-            stores = [stack.enter_context(capture_activations(layer, self._layout(i), hw))
+            # autograd starts at the target layers: the layers before them run as in inference
+            stores = [stack.enter_context(capture_activations(layer, self._layout(i), hw, self.needs_grad))
                       for i, layer in enumerate(self.layers)]
-            inputs = images.detach().requires_grad_(self.needs_grad)
-            logits = self.model(inputs)
+            logits = self.model(images.detach())
             targets = targets_from(logits)
             activations = [store["activations"] for store in stores]
             gradients: Sequence[torch.Tensor | None] = [None] * len(activations)

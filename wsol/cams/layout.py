@@ -163,13 +163,22 @@ def resolve_layout(model: nn.Module, layer: nn.Module, output, request: LayoutRe
     return Layout("tokens", prefix, tuple(request.grid) if request.grid else None)
 
 
-def layout_hook(layer_layout: Callable[[torch.Tensor], Layout], input_hw: tuple[int, int], store: dict):
+def layout_hook(layer_layout: Callable[[torch.Tensor], Layout], input_hw: tuple[int, int], store: dict,
+                graph_from_here: bool = False):
     """A forward hook that records ``layer``'s map (``store["activations"]``, ``store["layout"]``) and hands the
-    layers after it a copy rebuilt from that map."""
+    layers after it a copy rebuilt from that map.
+
+    ``graph_from_here``: the forward runs without autograd up to this layer; here the map becomes a leaf that
+    requires grad and autograd is switched on for the rest of the forward, so a backward to the map records
+    nothing before it (the gradient is the same; the forward costs what inference costs up to the layer)."""
 
     def hook(_module: nn.Module, _inputs, output):
         layout = layer_layout(output)
         spatial, rebuild = layout.split(output, input_hw)
+        if graph_from_here:
+            torch.set_grad_enabled(True)  # restored by the caller's grad-mode block
+            if not spatial.requires_grad:
+                spatial = spatial.detach().requires_grad_(True)
         store["activations"], store["layout"] = spatial, layout
         return rebuild(spatial.clone())
 
