@@ -28,7 +28,7 @@ from .aggregate import natural_key
 from .errors import WsolError
 from .io import atomic_write_text
 from .report.compare import paper_tables
-from .report.tables import LOWER_IS_BETTER, METRIC_COLUMNS, SHOWN_OVERRIDES
+from .report.tables import LOWER_IS_BETTER, METRIC_COLUMNS, SHOWN_OVERRIDES, run_overrides
 from .report.writer import collect_runs
 
 __all__ = ["choose", "select", "main"]
@@ -36,11 +36,6 @@ __all__ = ["choose", "select", "main"]
 SPLIT_KEYS = ("dataset.split",)
 FOLDER_KEYS = ("dataset.metadata_root", "dataset.root", "dataset.mask_root", "dataset.ann_root")
 GROUP = ("dataset", "method", "model")
-
-
-def _overrides(run: dict) -> dict[str, str]:
-    pairs = (o.lstrip("+~").split("=", 1) for o in run.get("overrides") or [] if "=" in o)
-    return {k: v for k, v in pairs if not k.startswith("hydra")}
 
 
 def _split_of(run: dict) -> str | None:
@@ -54,7 +49,7 @@ def _split_of(run: dict) -> str | None:
 def _identity(run: dict, ignore: set[str], group: tuple[str, ...]) -> tuple[tuple, tuple]:
     """``(group key, setting)``: the group's values (a summary field or an override), then the remaining
     overrides as sorted ``(key, value)`` pairs; dataset options are never hyperparameters (they join the group)."""
-    overrides = {k: v for k, v in _overrides(run).items() if k not in ignore}
+    overrides = {k: v for k, v in run_overrides(run).items() if k not in ignore}
     data = tuple(sorted((k, v) for k, v in overrides.items() if k.startswith("dataset.")))
     key = tuple(str(run.get(g) if run.get(g) is not None else overrides.get(g, "")) for g in group) + data
     setting = tuple(sorted((k, v) for k, v in overrides.items() if k not in group and not k.startswith("dataset")))

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "DEFAULT_COLUMNS", "metrics_frame", "summarize_seeds", "pivot", "format_table",
-           "TIED_MARK"]
+__all__ = ["METRIC_COLUMNS", "DEFAULT_COLUMNS", "run_overrides", "metrics_frame", "summarize_seeds", "pivot",
+           "format_table", "TIED_MARK"]
 
 # metrics.json key → column header, in table order
 METRIC_COLUMNS = {
@@ -53,10 +53,15 @@ SHOWN_OVERRIDES = {"method", "model", "model.layer", "model.architecture", "mode
                     "protocol", "localize.backend"}
 
 
-def _override_values(run: dict) -> dict[str, str]:
+def run_overrides(run: dict) -> dict[str, str]:
+    """A run's command-line ``key=value`` overrides (``+``/``~`` prefixes dropped, Hydra's own keys left out)."""
     pairs = (o.lstrip("+~").split("=", 1) for o in run.get("overrides") or [] if "=" in o)
-    hidden = SHOWN_OVERRIDES
-    return {k: v for k, v in pairs if k not in hidden and not k.endswith("seed") and not k.startswith("hydra")}
+    return {k: v for k, v in pairs if not k.startswith("hydra")}
+
+
+def _override_values(run: dict) -> dict[str, str]:
+    """The overrides a table may show as columns: not those shown otherwise, not seeds (averaged over)."""
+    return {k: v for k, v in run_overrides(run).items() if k not in SHOWN_OVERRIDES and not k.endswith("seed")}
 
 
 def metrics_frame(runs: list[dict], columns: list[str] | None = None, value=None) -> pd.DataFrame:
