@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from . import __version__
@@ -213,25 +212,14 @@ class Evaluation:
                                 f"prediction in {cfg.predictions} (e.g. {missing[0]})")
             return classes, f"predictions:{cfg.predictions}"
         if cfg.classifier is not None:
-            m = classifier_config(cfg.classifier)
-            model = build_model(
-                m.name, source=str(m.source), weights=m.weights, checkpoint=m.checkpoint, num_classes=m.num_classes,
-                mean=m.mean, std=m.std, pretrained=m.pretrained, target=m.target,
-                kwargs=OmegaConf.to_container(m.kwargs) if m.kwargs is not None else None, output=m.output,
-                input_size=int(self.cfg.dataset.get("image_size") or 224),
-            )
+            model = _build_model(classifier_config(cfg.classifier), int(self.cfg.dataset.get("image_size") or 224))
             return ClassifierClasses(model.module, model.mean, model.std, self.device), f"classifier:{model.name}"
         return None, None
 
     def _model_scorer(self) -> tuple[ModelScorer, int]:
         cfg = self.cfg
         m, size = cfg.model, int(cfg.dataset.get("image_size") or 224)
-        model = build_model(
-            m.name, source=str(m.source), weights=m.weights, checkpoint=m.checkpoint, num_classes=m.num_classes,
-            mean=m.mean, std=m.std, architecture=str(m.architecture), large_feature_map=m.large_feature_map,
-            acol_drop_threshold=m.acol_drop_threshold, pretrained=m.pretrained, target=m.target,
-            kwargs=self.config["model"]["kwargs"], output=m.output, input_size=size,
-        )
+        model = _build_model(m, size)
         memory = torch.channels_last if cfg.speed.channels_last else torch.preserve_format
         model.module.to(self.device, memory_format=memory)
         layers = cfg.model.layer or default_layer(model.module, size)  # probed on the device
@@ -360,6 +348,16 @@ class Evaluation:
             return eval_maps(scores.maps, size, resize, normalize)
         parts = [eval_maps(m[None], size, resize, normalize) for m in scores.maps]  # maps of mixed sizes
         return torch.cat([m for m, _ in parts]), torch.cat([f for _, f in parts])
+
+
+def _build_model(m, input_size: int):
+    """The classifier a typed model config (``model``, or ``eval.classifier``'s) describes."""
+    return build_model(
+        m.name, source=str(m.source), weights=m.weights, checkpoint=m.checkpoint, num_classes=m.num_classes,
+        mean=m.mean, std=m.std, architecture=str(m.architecture), large_feature_map=m.large_feature_map,
+        acol_drop_threshold=m.acol_drop_threshold, pretrained=m.pretrained, target=m.target,
+        kwargs=to_dict(m)["kwargs"], output=m.output, input_size=input_size,
+    )
 
 
 def _image_rows(result: BatchResult) -> list[dict[str, object]]:
