@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .ops import InputNormalization
+
 __all__ = ["METRICS", "LOWER_IS_BETTER", "FaithfulnessOptions", "Faithfulness", "curve_counts", "trapezoid_auc",
            "perturbation_curves", "explanation_inputs", "impute_linear", "road_masks"]
 
@@ -97,8 +99,7 @@ class Faithfulness:
     def __init__(self, model: torch.nn.Module, mean, std, device: torch.device, metrics, options=None) -> None:
         self.model, self.device, self.metrics = model, device, tuple(metrics)
         self.options = options or FaithfulnessOptions()
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.normalize = InputNormalization(mean, std, device)
 
     @torch.no_grad()
     def class_scores(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -116,20 +117,21 @@ class Faithfulness:
         if self.options.baseline == "zero":
             return torch.zeros_like(pixels)
         if self.options.baseline == "black":
-            return (torch.zeros_like(pixels) - self.mean) / self.std
-        return (_gaussian_blur(pixels) - self.mean) / self.std
+            return self.normalize.inputs(torch.zeros_like(pixels))
+        return self.normalize.inputs(_gaussian_blur(pixels))
 
     def __call__(self, images_u8: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                  seed: int = 0) -> dict[str, torch.Tensor]:
         """Per-image values ``[B]`` (fractions, not percent) for uint8 images ``[B, 3, H, W]``, eval-size maps
         ``[B, H, W]`` in [0, 1] and target classes ``[B]``; ``seed``: ROAD's imputation noise."""
-        pixels = images_u8.to(self.device).float() / 255
+        pixels = self.normalize.pixels(images_u8)
         maps, targets = maps.to(self.device).float(), targets.to(self.device)
-        inputs = (pixels - self.mean) / self.std
+        inputs = self.normalize.inputs(pixels)
         y = self.class_scores(inputs, targets)
         out: dict[str, torch.Tensor] = {}
         if {"average_drop", "increase_in_confidence"} & set(self.metrics):
-            o = self.class_scores(explanation_inputs(pixels, maps, self.mean, self.std, self.options.multiply), targets)
+            o = self.class_scores(explanation_inputs(pixels, maps, self.normalize.mean, self.normalize.std,
+                                                      self.options.multiply), targets)
             drop = (y - o).clamp(min=0)
             out["average_drop"] = drop / y if self.options.relative else drop
             out["increase_in_confidence"] = (o > y).double()

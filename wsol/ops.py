@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["minmax_normalize"]
+__all__ = ["InputNormalization", "minmax_normalize"]
 
 
 def minmax_normalize(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,3 +20,22 @@ def minmax_normalize(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     out = (maps - lo[:, None, None]) / safe_span[:, None, None]
     out = torch.where(flat[:, None, None], torch.zeros_like(out), out)
     return out.clamp(0, 1), flat
+
+
+class InputNormalization:
+    """A model's input normalisation on a device: uint8 images ``[B, 3, H, W]`` → pixels in [0, 1] →
+    ``(pixels − mean) / std``."""
+
+    def __init__(self, mean, std, device: torch.device) -> None:
+        self.device = device
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+    def pixels(self, images_u8: torch.Tensor) -> torch.Tensor:
+        return images_u8.to(self.device, non_blocking=True).float() / 255
+
+    def inputs(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self.mean) / self.std
+
+    def __call__(self, images_u8: torch.Tensor) -> torch.Tensor:
+        return self.inputs(self.pixels(images_u8))

@@ -20,6 +20,7 @@ from .cams.from_files import load_maps
 from .data.base import Batch
 from .errors import WsolError
 from .io import read_arrays, write_arrays
+from .ops import InputNormalization
 
 __all__ = ["PRECISIONS", "Scores", "MapCache", "ModelScorer", "FileScorer", "ClassifierClasses", "FileClasses",
            "read_predictions", "with_classes", "resolve_device"]
@@ -92,12 +93,11 @@ class ModelScorer:
                  precision: str = "fp32", channels_last: bool = False, cache: MapCache | None = None) -> None:
         self.method, self.device, self.target, self.cache = method, device, target, cache
         self.precision, self.channels_last = precision, channels_last
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.normalize = InputNormalization(mean, std, device)
 
     def score(self, batch: Batch) -> Scores:
         """Maps, top-5 classes and targets of a batch, computed (no cache)."""
-        images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
+        images = self.normalize(batch.images)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
@@ -185,14 +185,11 @@ class ClassifierClasses:
     loc of maps made by a model or a localizer that does not classify."""
 
     def __init__(self, module: torch.nn.Module, mean, std, device: torch.device) -> None:
-        self.module, self.device = module.to(device).eval(), device
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.module, self.normalize = module.to(device).eval(), InputNormalization(mean, std, device)
 
     @torch.no_grad()
     def __call__(self, batch: Batch) -> torch.Tensor:
-        images = (batch.images.to(self.device, non_blocking=True).float() / 255 - self.mean) / self.std
-        logits = self.module(images).float()
+        logits = self.module(self.normalize(batch.images)).float()
         return logits.topk(min(5, logits.shape[1]), dim=1).indices
 
 
