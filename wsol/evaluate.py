@@ -390,11 +390,8 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
                 acc.merge(part)
     rows = [row for r in scored for row in _image_rows(r)]
     metrics: dict[str, float] = {}
-    if all(r.top5 is not None for r in scored):  # predictions: the model's, a classifier's or a file's
-        labels = np.concatenate([r.labels for r in scored])
-        top5 = np.concatenate([r.top5 for r in scored])
-        metrics["top1_cls"] = 100.0 * int(topk_correct(top5, labels, 1).sum()) / n_images
-        metrics["top5_cls"] = 100.0 * int(topk_correct(top5, labels, 5).sum()) / n_images
+    means = _per_image_values(scored)
+    metrics.update({k: 100.0 * math.fsum(v.tolist()) / n_images for k, v in means.items() if k.endswith("_cls")})
     if boxes is not None:
         metrics.update(boxes.compute())
         metrics.update(pointing.compute())
@@ -405,10 +402,9 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
             row.update(res)
     if pxap is not None:
         metrics["pxap"] = pxap.compute()
-    for key in scored[0].faith:  # per image: the mean, in percent
-        metrics[key] = 100.0 * math.fsum(float(v) for r in scored for v in r.faith[key]) / n_images
+    metrics.update({k: 100.0 * math.fsum(v.tolist()) / n_images for k, v in means.items() if k in scored[0].faith})
     ids = [i for r in scored for i in r.ids]
-    samples = _bootstrap(meta, n_images, metrics, scored, boxes, pointing, pxap)
+    samples = _bootstrap(meta, n_images, metrics, means, boxes, pointing, pxap)
     info = {
         "images": n_images,
         "skipped": dict(skipped),
@@ -431,27 +427,34 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
                       samples=samples)
 
 
-def _bootstrap(meta: dict, n_images: int, metrics: dict, scored: list[BatchResult], boxes, pointing, pxap) -> dict:
+def _per_image_values(scored: list[BatchResult]) -> dict[str, np.ndarray]:
+    """The metrics that are means of a value per image, each image's value in batch order: top-1 / top-5
+    classification hits (when every image has predictions: the model's, a classifier's or a file's) and the
+    faithfulness values."""
+    out: dict[str, np.ndarray] = {}
+    if all(r.top5 is not None for r in scored):
+        labels, top5 = np.concatenate([r.labels for r in scored]), np.concatenate([r.top5 for r in scored])
+        out.update(top1_cls=topk_correct(top5, labels, 1), top5_cls=topk_correct(top5, labels, 5))
+    out.update({k: np.concatenate([r.faith[k] for r in scored]) for k in scored[0].faith})
+    return out
+
+
+def _bootstrap(meta: dict, n_images: int, metrics: dict, means: dict[str, np.ndarray], boxes, pointing, pxap) -> dict:
     """Every metric over ``meta['bootstrap']`` resamples of the images (:mod:`wsol.metrics.bootstrap`): ``{}``
-    when off. Only the metrics the run reports; MaxBoxAcc and V2 re-choose their thresholds per resample."""
+    when off. Only the metrics the run reports; MaxBoxAcc and V2 re-choose their thresholds per resample;
+    ``means``: :func:`_per_image_values`."""
     settings = meta.get("bootstrap") or {}
     if settings.get("resamples", 0) < 2:
         return {}
     weights = resample_weights(n_images, settings["resamples"], settings["seed"])
-    samples: dict[str, np.ndarray] = {}
-    if all(r.top5 is not None for r in scored):
-        labels = np.concatenate([r.labels for r in scored])
-        top5 = np.concatenate([r.top5 for r in scored])
-        correct = np.stack([topk_correct(top5, labels, 1), topk_correct(top5, labels, 5)], axis=1)
-        sums = weighted_sums(weights, [correct])
-        samples.update(top1_cls=100.0 * sums[:, 0] / n_images, top5_cls=100.0 * sums[:, 1] / n_images)
+    keys = list(means)
+    sums = weighted_sums(weights, [np.stack([means[k] for k in keys], axis=1)]) if keys else None
+    resampled = {k: 100.0 * sums[:, j] / n_images for j, k in enumerate(keys)}
+    samples = {k: v for k, v in resampled.items() if k.endswith("_cls")}
     for acc in (boxes, pointing, pxap):
         if acc is not None:
             samples.update(acc.bootstrap(weights))
-    if scored[0].faith:
-        keys = list(scored[0].faith)
-        sums = weighted_sums(weights, [np.stack([r.faith[k] for k in keys], axis=1) for r in scored])
-        samples.update({k: 100.0 * sums[:, j] / n_images for j, k in enumerate(keys)})
+    samples.update({k: v for k, v in resampled.items() if not k.endswith("_cls")})
     return {k: v for k, v in samples.items() if k in metrics}
 
 
