@@ -57,9 +57,9 @@ class LayerCapture:
     targets: torch.Tensor  # [B]
     layout: Layout = NCHW  # how the layer's output holds the map
 
-    def capture(self) -> contextlib.AbstractContextManager[dict]:
+    def capture(self, graph_from_here: bool = False) -> contextlib.AbstractContextManager[dict]:
         """:func:`capture_activations` on this layer with its layout, for another forward of the same inputs."""
-        return capture_activations(self.layer, self.layout, self.images.shape[-2:])
+        return capture_activations(self.layer, self.layout, self.images.shape[-2:], graph_from_here)
 
 
 @contextlib.contextmanager

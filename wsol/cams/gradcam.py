@@ -96,8 +96,8 @@ class SmoothGradCAMpp(CamMethod):
         noise = seeded_noise((self.num_samples, *x.images.shape[1:]), self.std, self.seed, x.images.device)
         total = torch.zeros(x.activations.shape[:2], device=x.activations.device, dtype=x.activations.dtype)
         for eps in noise:
-            with x.capture() as store, torch.enable_grad():
-                logits = self.model((x.images + eps).requires_grad_(True))
+            with x.capture(graph_from_here=True) as store, torch.no_grad():  # autograd from the layer on
+                logits = self.model(x.images + eps)
                 activations = store["activations"]
                 (gradients,) = torch.autograd.grad(target_scores(logits, x.targets).sum(), activations)
             total += gradcampp_weights(activations.detach(), gradients, self.alpha_norm, self.eps)
