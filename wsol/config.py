@@ -216,7 +216,8 @@ class PerturbationConfig:
 @dataclass
 class SpeedConfig:
     precision: Precision = Precision.fp32  # bf16: autocast the forward and backward; maps stay float32
-    channels_last: bool = False
+    channels_last: Any = "auto"  # model and inputs channels-last; auto: on a CPU device (oneDNN is faster so)
+    fold_batchnorm: bool = True  # eval batch norms folded into the convolutions feeding them (wsol/models/fold.py)
     compile: Any = False  # true, or a torch.compile mode (reduce-overhead, max-autotune): all but the target layer
     overlap: bool = True  # localize and accumulate batch i on a CPU thread while batch i+1 is scored
     box_threads: int | None = None  # threads of the box engine (numba); null: half the cores when the loop
@@ -540,6 +541,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.speed.compile not in modes:
         raise WsolError(f"speed.compile must be false, true or a torch.compile mode ({', '.join(modes[2:])}), got "
                         f"{cfg.speed.compile!r}")
+    if cfg.speed.channels_last not in ("auto", True, False):
+        raise WsolError(f"speed.channels_last must be auto, true or false, got {cfg.speed.channels_last!r}")
     if cfg.speed.box_threads is not None and cfg.speed.box_threads < 1:
         raise WsolError(f"speed.box_threads must be at least 1 or null, got {cfg.speed.box_threads}")
     model = cfg.model

@@ -43,6 +43,7 @@ from .maps import eval_maps, quantize
 from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_correct
 from .metrics.bootstrap import LEVEL, images_key, percentile_interval, resample_weights, weighted_sums
 from .models import build_model, compile_around, default_layer
+from .models.fold import fold_batchnorms
 from .progress import Progress
 from .scoring import (
     ClassifierClasses,
@@ -53,6 +54,7 @@ from .scoring import (
     Scores,
     read_predictions,
     resolve_device,
+    use_channels_last,
     with_classes,
 )
 from .state import BatchResult, PartialStore, fingerprint
@@ -220,10 +222,14 @@ class Evaluation:
         cfg = self.cfg
         m, size = cfg.model, int(cfg.dataset.get("image_size") or 224)
         model = _build_model(m, size)
-        memory = torch.channels_last if cfg.speed.channels_last else torch.preserve_format
-        model.module.to(self.device, memory_format=memory)
+        model.module.to(self.device)
         layers = cfg.model.layer or default_layer(model.module, size)  # probed on the device
         layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
+        if cfg.speed.fold_batchnorm:
+            fold_batchnorms(model.module, torch.zeros(1, 3, size, size, device=self.device), keep=tuple(layers))
+        channels_last = use_channels_last(cfg.speed.channels_last, self.device)
+        if channels_last:
+            model.module.to(memory_format=torch.channels_last)
         self.layer = "+".join(layers)  # display name: layers joined by +
         options = {k: v for k, v in self.config["method"].items() if k != "name"}
         grid = self.config["model"]["tokens"]["grid"]
@@ -243,7 +249,7 @@ class Evaluation:
                                       options)
         scorer = ModelScorer(
             method, model.mean, model.std, self.device, target=self.config["eval"]["target"],
-            precision=self.config["speed"]["precision"], channels_last=cfg.speed.channels_last,
+            precision=self.config["speed"]["precision"], channels_last=channels_last,
             cache=MapCache(os.path.dirname(store), os.path.basename(store)) if store else None,
         )
         return scorer, model.num_classes
