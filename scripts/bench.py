@@ -496,6 +496,7 @@ def whole_process(args) -> str:
     sections.append("\n".join(lines) + "\n")
     counts = [int(v) for v in args.images.split(",")]
     sections.append(bench_peers.vs_peers(counts, args.wsoleval, 32, args.repeats, workers))
+    sections.append(bench_peers.floor(max(counts), 32))
     sections.append(bench_peers.loader_rates(256, sorted({0, 1, 2, max(1, cores - 1), cores}), 32))
     text = "\n".join(sections)
     path = os.path.join(args.out, "cpu_vs_peers.md")

@@ -173,6 +173,52 @@ def vs_peers(counts: list[int], wsoleval: str | None, batch: int, repeats: int, 
     return "\n".join(lines) + "\n"
 
 
+def floor(count: int, batch: int, repeats: int = 3) -> str:
+    """What bounds any pipeline's whole process here: a process importing torch and torchvision, and the
+    network's forward (in this process, on random inputs), as written and as wsol runs it on a CPU."""
+    import torchvision
+
+    from wsol.models.fold import fold_batchnorms
+
+    lines = [
+        "## The floor", "",
+        f"What every pipeline above pays, measured alone (best of {repeats}): a process that only imports torch "
+        f"and torchvision, and the same ResNet-18's forward over {count:,} images (random inputs, batch {batch}, "
+        "in this process).", "",
+        f"| work | s per {count:,} images |", "| --- | ---: |",
+    ]
+    seconds = min(_timed([sys.executable, "-c", "import torch, torchvision"], REPO)[0] for _ in range(repeats))
+    lines.append(f"| a process importing torch and torchvision | {seconds:.1f} |")
+    torch.manual_seed(0)
+    images = torch.randn(batch, 3, 224, 224)
+
+    def per_count(step) -> float:
+        step()  # warm-up: oneDNN picks and caches its kernels
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            best = min(best, time.perf_counter() - start)
+        return best * count / batch
+
+    model = torchvision.models.resnet18(num_classes=1000).eval()
+
+    def forward_backward() -> None:  # pytorch-grad-cam's work: the whole graph, then backward through all of it
+        model(images)[:, 0].sum().backward()
+
+    lines.append(f"| forward + backward through the whole network, NCHW (pytorch-grad-cam's autograd) | "
+                 f"{per_count(forward_backward):.1f} |")
+    with torch.no_grad():
+        lines.append(f"| forward, NCHW as written | {per_count(lambda: model(images)):.1f} |")
+        fold_batchnorms(model, images[:1])
+        model.to(memory_format=torch.channels_last)
+        fast = images.contiguous(memory_format=torch.channels_last)
+        lines.append("| forward, batch norms folded, channels-last (wsol's CPU default) | "
+                     f"{per_count(lambda: model(fast)):.1f} |")
+    print("\n".join(lines[-4:]), flush=True)
+    return "\n".join(lines) + "\n"
+
+
 def loader_rates(count: int, worker_counts: list[int], batch: int) -> str:
     """Images per second of wsol's data loading alone (decode a 500 × 375 JPEG, resize to 224², collate)."""
     from torch.utils.data import DataLoader
@@ -213,6 +259,7 @@ STARTUP_PHASES = {  # (file suffixes, function name) → label, in the order the
     (("wsol/run.py",), "main"): "everything after the imports (main)",
     (_MODELS, "build_model"): "model build",
     (_MODELS, "default_layer"): "default-layer probe",
+    (("wsol/models/fold.py",), "fold_batchnorms"): "batch-norm fold",
     (("wsol/data/__init__.py",), "build_dataset"): "dataset scan",
     (("torch/utils/data/dataloader.py",), "__next__"): "data loading (every batch)",
     (("wsol/localize/sweep.py", "wsol/box_sweep.py"), "sweep_boxes"):
