@@ -39,6 +39,7 @@ from .data.base import Batch
 from .errors import WsolError
 from .faithfulness import Faithfulness, FaithfulnessOptions
 from .localize import localize, sweep_thresholds
+from .localize.sweep import load_kernel
 from .maps import eval_maps, quantize
 from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_correct
 from .metrics.bootstrap import LEVEL, images_key, percentile_interval, resample_weights, weighted_sums
@@ -473,6 +474,14 @@ class _InOrder:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsol-localize") if overlap else None
         self.pending: deque[Future] = deque()
 
+    def prepare(self, work) -> None:
+        """Run ``work()`` on the thread ahead of the first batch (while it is loaded and scored); inline without
+        overlap. Its errors surface where the batches' own work raises them."""
+        if self.pool is None:
+            work()
+        else:
+            self.pool.submit(work)
+
     def submit(self, *args) -> None:
         if self.pool is None:
             self.done(self.work(*args))
@@ -514,6 +523,8 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
 
     stage = _InOrder(evaluation.process, finished, overlap=bool(cfg.speed.overlap))
     try:
+        if todo and evaluation.has_boxes and evaluation.localize_cfg["engine"] == "fast" and cfg.speed.overlap:
+            stage.prepare(load_kernel)  # numba and its cached code load while the first batch is scored
         for index, batch in zip(todo, evaluation.loader(todo), strict=True):
             scores = evaluation.scorer(index, batch) if len(batch) else Scores([], torch.zeros(0, 1, 1))
             if evaluation.classes is not None and len(batch):

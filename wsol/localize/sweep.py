@@ -172,6 +172,14 @@ _QUAD_TABLES = _quad_tables()
 _NEIGHBOUR_GROUPS = _neighbour_groups()
 
 
+def load_kernel() -> None:
+    """Load the compiled kernel (numba's import and its disk cache; compiled on a machine's first run) with a
+    one-pixel sweep: the argument types are every call's (:func:`_prepare` fixes them), so the machine code
+    loaded is the one later sweeps run. The loop calls it on its CPU thread before the first batch arrives."""
+    sweep_boxes(np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1), np.int64), np.zeros((1, 1, 4), np.int64),
+                np.ones((1, 1), np.bool_))
+
+
 def _kernel():
     """The compiled pass (:mod:`wsol.localize.kernels`, imported on first use: numba and the cached machine code
     load only when a sweep runs)."""
