@@ -97,6 +97,37 @@ def test_only_a_norm_reading_a_convolution_output_nothing_else_reads_is_folded()
     assert model.training is False and isinstance(model.ne, nn.Identity) and isinstance(model.na, nn.BatchNorm2d)
 
 
+class _SamePadding(nn.Conv2d):
+    """TensorFlow's "same" padding in the forward (EfficientNet-Lite0's convolutions): still a plain
+    convolution of its weights, so it folds."""
+
+    def forward(self, x):
+        return super().forward(nn.functional.pad(x, (0, 1, 0, 1)))
+
+
+class _Standardized(nn.Conv2d):
+    """Weight standardisation (BiT, NFNets): a fold's per-channel scale is normalised away again."""
+
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / w.std(dim=(1, 2, 3), keepdim=True)
+        return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_a_convolution_subclass_folds_only_if_the_folded_layer_gives_the_same_output():
+    torch.manual_seed(0)
+    model = _randomize_norms(nn.Sequential(_SamePadding(3, 4, 2), nn.BatchNorm2d(4), nn.ReLU(),
+                                           _Standardized(4, 4, 3), nn.BatchNorm2d(4)))
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        before = model(x)
+    assert foldable_pairs(model, x[:1]) == [("0", "1"), ("3", "4")]  # the dataflow allows both
+    assert fold_batchnorms(model, x[:1]) == [("0", "1")]  # the check undoes the second
+    assert isinstance(model[1], nn.Identity) and isinstance(model[4], nn.BatchNorm2d)
+    with torch.no_grad():
+        assert torch.allclose(model(x), before, rtol=1e-5, atol=1e-5)
+
+
 def test_a_target_layer_is_left_unfolded():
     torch.manual_seed(0)
     model = _randomize_norms(resnet18(num_classes=10))

@@ -227,7 +227,8 @@ class Evaluation:
         layers = cfg.model.layer or default_layer(model.module, size)  # probed on the device
         layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
         if cfg.speed.fold_batchnorm:
-            fold_batchnorms(model.module, torch.zeros(1, 3, size, size, device=self.device), keep=tuple(layers))
+            example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(self.device)
+            fold_batchnorms(model.module, example, keep=tuple(layers))
         channels_last = use_channels_last(cfg.speed.channels_last, self.device)
         if channels_last:
             model.module.to(memory_format=torch.channels_last)
