@@ -119,3 +119,28 @@ def test_files_are_written_with_the_users_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
     write_arrays(str(tmp_path / "b.npz"), ids=np.array(["x", "y"]), n=np.arange(3))
     assert read_arrays(str(tmp_path / "b.npz"))["ids"].tolist() == ["x", "y"]
+
+
+EXIT_PROBE = """
+import atexit, sys, threading, time
+from wsol.run import exit_without_teardown
+folder = sys.argv[1]
+atexit.register(lambda: open(folder + "/atexit", "w").write("ran"))
+def late():
+    time.sleep(0.3)
+    open(folder + "/thread", "w").write("joined")
+threading.Thread(target=late).start()
+sys.stdout.write("buffered, no newline")
+exit_without_teardown(sys.argv[2] if sys.argv[2] != "none" else None)
+"""
+
+
+@pytest.mark.parametrize(("code", "returncode"), [("none", 0), ("error: one line", 1)])
+def test_the_fast_exit_joins_threads_runs_atexit_and_flushes(tmp_path, code, returncode):
+    """``python -m wsol.run`` skips the interpreter's teardown, not what a normal exit does that matters."""
+    proc = subprocess.run([sys.executable, "-c", EXIT_PROBE, str(tmp_path), code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert proc.returncode == returncode
+    assert proc.stdout == "buffered, no newline"
+    assert (tmp_path / "thread").read_text() == "joined" and (tmp_path / "atexit").read_text() == "ran"
+    assert proc.stderr.strip().endswith("error: one line") if returncode else "error" not in proc.stderr
