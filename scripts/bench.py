@@ -5,11 +5,12 @@ model, batch and inputs. Writes a Markdown table to ``results/bench/``.
     python scripts/bench.py --device cpu --batch 8 --iters 2
     python scripts/bench.py --tiny --out /tmp/bench # seconds on a CPU (what CI runs)
     python scripts/bench.py --bootstrap             # the bootstrap intervals' cost at ImageNet size alone
+    python scripts/bench.py --layouts               # forward speed by memory layout and batch-norm folding
 
 Rows: raw forward; forward + backward to the target layer (the floor of every gradient method);
 each wsol method's maps alone and end to end (maps, upsampling, min-max, uint8, the box sweep at
 ``--thresholds`` thresholds with each region rule, and the metric counts), also in the bf16,
-channels-last and torch.compile modes; pytorch-grad-cam
+channels-last, folded + channels-last and torch.compile modes; pytorch-grad-cam
 and torchcam where installed (``pip install -e ".[bench]"``); then, in a second table, the box stage
 alone per engine and region rule, on one core and on all, against a findContours-per-threshold loop
 (the reference's procedure). Throughput in images (or maps) per second, the ratio to forward +
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--repeats", type=int, default=2, help="--vs-peers: timed runs of each process")
     parser.add_argument("--workers", default="auto", help="--vs-peers: DataLoader workers of both pipelines")
     parser.add_argument("--loop-images", type=int, default=256, help="images of the serial vs overlapped table")
+    parser.add_argument("--layouts", action="store_true",
+                        help=f"only the forward by layout (NCHW, folded, channels-last, both) of {LAYOUT_MODELS}, "
+                             "written to <out>/<device>_layouts.md")
     parser.add_argument("--bootstrap", action="store_true",
                         help="only the cost of the bootstrap intervals (50,000 images, 1,000 thresholds, 1,000 "
                              "resamples; PxAP at OpenImages size), written to <out>/bootstrap.md")
@@ -186,6 +190,13 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     if args.vs_peers:
         return whole_process(args)
+    if args.layouts:
+        text = layouts_table(args.device, args.batch, LAYOUT_MODELS.split(","), args.iters)
+        path = os.path.join(args.out, f"{'cuda' if args.device.startswith('cuda') else 'cpu'}_layouts.md")
+        atomic_write_text(path, text)
+        print(text)
+        print(f"written to {path}")
+        return path
     if args.bootstrap:
         text = bootstrap_table(2_000 if args.tiny else 50_000, 1_000, 1_000)
         path = os.path.join(args.out, "bootstrap.md")
@@ -311,6 +322,48 @@ def main(argv: list[str] | None = None) -> str:
     print(text)
     print(f"written to {path}")
     return path
+
+
+LAYOUT_MODELS = "resnet18,resnet50,vgg16_bn,efficientnet_b0,mobilenet_v3_large,convnext_tiny"
+
+
+def layouts_table(device_name: str, batch: int, models: list[str], repeats: int) -> str:
+    """Images per second of each torchvision model's forward (random weights and inputs) as written (NCHW), with
+    its batch norms folded (``speed.fold_batchnorm``), in channels-last (``speed.channels_last``), and both: the
+    variants interleaved ``repeats`` times, best kept, so that a drifting machine favours none."""
+    import torchvision
+
+    device = torch.device(device_name)
+    lines = [
+        f"# Forward by layout ({device_name}, batch {batch}, 224², fp32)", "",
+        f"`python scripts/bench.py --layouts --device {device_name} --batch {batch} --iters {repeats}`; torch "
+        f"{torch.__version__}. Random weights and inputs, inference mode; the four variants of a model run "
+        f"interleaved, {repeats} rounds after a warm-up, best kept. Folded pairs: how many batch norms "
+        "`wsol.models.fold` merged.", "",
+        "| model | folded pairs | NCHW img/s | folded | channels-last | folded + channels-last | best / NCHW |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in models:
+        torch.manual_seed(0)
+        plain = torchvision.models.get_model(name, num_classes=1000).eval().to(device)
+        x = torch.randn(batch, 3, 224, 224, device=device)
+        folded = copy.deepcopy(plain)
+        pairs = fold_batchnorms(folded, x[:1])
+        last = x.contiguous(memory_format=torch.channels_last)
+        variants = [(plain, x), (folded, x), (copy.deepcopy(plain).to(memory_format=torch.channels_last), last),
+                    (copy.deepcopy(folded).to(memory_format=torch.channels_last), last)]
+        timer = Timer(device, 0, 1)
+        rates = [0.0] * len(variants)
+        with torch.inference_mode():
+            for model, inputs in variants:
+                model(inputs)
+            for _ in range(repeats):
+                for i, (model, inputs) in enumerate(variants):
+                    rates[i] = max(rates[i], timer(lambda m=model, a=inputs: m(a), batch)[0])
+        lines.append(f"| {name} | {len(pairs)} | " + " | ".join(f"{r:.1f}" for r in rates)
+                     + f" | {max(rates) / rates[0]:.2f}× |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
 
 
 def bootstrap_table(images: int, thresholds: int, resamples: int, masks: int = 30_000) -> str:
