@@ -134,3 +134,15 @@ def test_a_target_layer_is_left_unfolded():
     pairs = fold_batchnorms(model, torch.zeros(1, 3, 64, 64), keep=("layer4.1.bn2",))
     assert ("layer4.1.conv2", "layer4.1.bn2") not in pairs and len(pairs) == 19
     assert isinstance(model.layer4[1].bn2, nn.BatchNorm2d)
+
+
+def test_a_model_without_batch_norms_is_not_run():
+    class Refuses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 4, 1), nn.GroupNorm(2, 4)
+
+        def forward(self, x):
+            raise AssertionError("the fold ran a model it has nothing to fold in")
+
+    assert fold_batchnorms(Refuses(), torch.zeros(1, 3, 4, 4)) == []

@@ -87,6 +87,8 @@ def _traced_pairs(module: nn.Module, example: torch.Tensor, keep: tuple[str, ...
         if type(m) in _NORMS and n not in keep_set and not _has_hooks(m) and m.running_mean is not None
         and not m.training  # a training-mode norm normalises by the batch's statistics
     }
+    if not norms:  # nothing to fold (a transformer, a ConvNeXt): no trace
+        return []
     calls: dict[nn.Module, int] = {}
     produced: dict[object, nn.Module] = {}  # a convolution's output node → the convolution
     seen_input: dict[nn.Module, torch.Tensor] = {}
