@@ -31,15 +31,17 @@ class InputNormalization:
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
-    def pixels(self, images_u8: torch.Tensor) -> torch.Tensor:
-        return images_u8.to(self.device, non_blocking=True).float() / 255
+    def pixels(self, images_u8: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format
+               ) -> torch.Tensor:
+        """Pixels in [0, 1], a new float tensor on the device in ``memory_format``."""
+        images = images_u8.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
+        return images.to(torch.float32, copy=True).div_(255)
 
-    def inputs(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels - self.mean) / self.std
+    def inputs(self, pixels: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """``(pixels − mean) / std``; ``in_place`` writes it over ``pixels``."""
+        return (pixels if in_place else pixels.clone()).sub_(self.mean).div_(self.std)
 
     def __call__(self, images_u8: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format
                  ) -> torch.Tensor:
-        """``inputs(pixels(images_u8))`` in ``memory_format``, computed in place in one float buffer: the same
-        values, one allocation and no separate layout copy."""
-        images = images_u8.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
-        return images.to(torch.float32, copy=True).div_(255).sub_(self.mean).div_(self.std)
+        """``inputs(pixels(images_u8))`` in ``memory_format``, in one float buffer: no separate layout copy."""
+        return self.inputs(self.pixels(images_u8, memory_format), in_place=True)
