@@ -72,6 +72,14 @@ class Timer:
         return items * self.iters / seconds, peak
 
 
+def publish(path: str, text: str) -> str:
+    """Write a results table (atomically), show it, and say where it went."""
+    atomic_write_text(path, text)
+    print(text)
+    print(f"written to {path}")
+    return path
+
+
 def forward_backward(model: torch.nn.Module, layer: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor):
     """One forward and the backward to ``layer``'s activations: the work every gradient method must do."""
     with eval_mode(model), capture_activations(layer) as store:
@@ -193,17 +201,11 @@ def main(argv: list[str] | None = None) -> str:
     if args.layouts:
         text = layouts_table(args.device, args.batch, LAYOUT_MODELS.split(","), args.iters)
         path = os.path.join(args.out, f"{'cuda' if args.device.startswith('cuda') else 'cpu'}_layouts.md")
-        atomic_write_text(path, text)
-        print(text)
-        print(f"written to {path}")
-        return path
+        return publish(path, text)
     if args.bootstrap:
         text = bootstrap_table(2_000 if args.tiny else 50_000, 1_000, 1_000)
         path = os.path.join(args.out, "bootstrap.md")
-        atomic_write_text(path, text)
-        print(text)
-        print(f"written to {path}")
-        return path
+        return publish(path, text)
     if args.tiny:
         args.model, args.batch, args.size, args.iters, args.warmup, args.thresholds = "resnet18", 4, 64, 1, 1, 10
         args.compile = False  # minutes of compilation on a CPU
@@ -246,16 +248,13 @@ def main(argv: list[str] | None = None) -> str:
         rows.append((f"wsol {name}: end to end, contours boxes, bf16", *timer(bf16, n)))
     model.to(memory_format=torch.channels_last)
     last = images.contiguous(memory_format=torch.channels_last)
-    for name in ("gradcam", "gradcampp"):
-        method = build_method(name, model, layer_name)
-        run = lambda m=method: end_to_end(m, last, labels, thresholds, gt_boxes, "contours")  # noqa: E731
-        rows.append((f"wsol {name}: end to end, contours boxes, channels_last", *timer(run, n)))
     folded = copy.deepcopy(model)  # the CPU default: folded batch norms, channels-last
     fold_batchnorms(folded, images[:1], keep=(layer_name,))
-    for name in ("gradcam", "gradcampp"):
-        method = build_method(name, folded, layer_name)
-        run = lambda m=method: end_to_end(m, last, labels, thresholds, gt_boxes, "contours")  # noqa: E731
-        rows.append((f"wsol {name}: end to end, contours boxes, folded batch norms, channels_last", *timer(run, n)))
+    for net, mode in ((model, "channels_last"), (folded, "folded batch norms, channels_last")):
+        for name in ("gradcam", "gradcampp"):
+            method = build_method(name, net, layer_name)
+            run = lambda m=method: end_to_end(m, last, labels, thresholds, gt_boxes, "contours")  # noqa: E731
+            rows.append((f"wsol {name}: end to end, contours boxes, {mode}", *timer(run, n)))
     del folded
     model.to(memory_format=torch.contiguous_format)
     rows += library_rows(model, layer, images, labels, timer)
@@ -318,10 +317,7 @@ def main(argv: list[str] | None = None) -> str:
         text += "\n" + loop_table(8 if args.tiny else args.loop_images, 4 if args.tiny else 32, 1 if args.tiny else 2)
     tag = "cuda" if device.type == "cuda" else "cpu"
     path = os.path.join(args.out, f"{tag}_{args.model}_b{n}_{args.size}.md")
-    atomic_write_text(path, text)
-    print(text)
-    print(f"written to {path}")
-    return path
+    return publish(path, text)
 
 
 LAYOUT_MODELS = "resnet18,resnet50,vgg16_bn,efficientnet_b0,mobilenet_v3_large,convnext_tiny"
@@ -562,10 +558,7 @@ def whole_process(args) -> str:
     sections.append(bench_peers.loader_rates(256, sorted({0, 1, 2, max(1, cores - 1), cores}), 32))
     text = "\n".join(sections)
     path = os.path.join(args.out, "cpu_vs_peers.md")
-    atomic_write_text(path, text)
-    print(text)
-    print(f"written to {path}")
-    return path
+    return publish(path, text)
 
 
 if __name__ == "__main__":
