@@ -218,6 +218,7 @@ class SpeedConfig:
     precision: Precision = Precision.fp32  # bf16: autocast the forward and backward; maps stay float32
     channels_last: Any = "auto"  # model and inputs channels-last; auto: on a CPU device (oneDNN is faster so)
     fold_batchnorm: bool = True  # eval batch norms folded into the convolutions feeding them (wsol/models/fold.py)
+    keep_freed_memory: Any = "auto"  # glibc keeps freed blocks for the next batch (wsol/allocator.py); auto: on a CPU
     compile: Any = False  # true, or a torch.compile mode (reduce-overhead, max-autotune): all but the target layer
     overlap: bool = True  # localize and accumulate batch i on a CPU thread while batch i+1 is scored
     box_threads: int | None = None  # threads of the box engine (numba); null: half the cores when the loop

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import __version__
+from .allocator import keep_freed_memory, use_kept_memory
 from .cams import build_method
 from .cams.from_files import save_maps
 from .cams.layout import LayoutRequest
@@ -135,15 +136,22 @@ def _source_hash(*patterns: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _result_speed(config: dict) -> dict:
+    """The speed settings that can change a number: all but the loop's overlap, the box engine's threads and
+    the allocator's reuse of freed memory."""
+    neutral = ("overlap", "box_threads", "keep_freed_memory")
+    return {k: v for k, v in (config.get("speed") or {}).items() if k not in neutral}
+
+
 def run_fingerprint(config: dict) -> str:
     """Identity of a run's results: the result-relevant config and all of wsol's code (shards share it).
 
     Settings that cannot change a number are left out: the box engine (both give identical results,
-    tested), the loop's overlap and the box engine's threads, reports, progress output, sharding.
+    tested), the loop's overlap, the box engine's threads and the allocator's reuse, reports, progress output,
+    sharding.
     """
     localize_cfg = {k: v for k, v in (config.get("localize") or {}).items() if k != "engine"}
-    speed = {k: v for k, v in (config.get("speed") or {}).items() if k not in ("overlap", "box_threads")}
-    relevant = {**config, "localize": localize_cfg, "speed": speed, "code": _source_hash("**/*.py")}
+    relevant = {**config, "localize": localize_cfg, "speed": _result_speed(config), "code": _source_hash("**/*.py")}
     return fingerprint(relevant, drop=("shard", "report", "figures", "progress"))
 
 
@@ -154,7 +162,7 @@ def map_store(config: dict) -> str | None:
         return None
     keys = ("dataset", "model", "method", "limit", "batch_size", "speed", "seed")
     key = {k: config.get(k) for k in keys}
-    key["speed"] = {k: v for k, v in (config.get("speed") or {}).items() if k not in ("overlap", "box_threads")}
+    key["speed"] = _result_speed(config)
     key.update(target=config["eval"]["target"], code=_source_hash("cams/*.py", "models/*.py", "scoring.py"))
     return os.path.join(os.path.expanduser(config["cache_dir"]), "maps", fingerprint(key))
 
@@ -182,6 +190,8 @@ class Evaluation:
         self.cfg, self.run_dir = cfg, run_dir
         self.config = to_dict(cfg)
         self.device = resolve_device(cfg.device)
+        if use_kept_memory(cfg.speed.keep_freed_memory, self.device):
+            keep_freed_memory()
         self.from_files = cfg.method.name == "from_files"
         self.faith: Faithfulness | None = None
         self.thresholds = thresholds_of(cfg.localize)
