@@ -225,6 +225,11 @@ def test_bad_input_is_counted_or_converted(tmp_path):
     }
     assert ds.boxes_clipped == 1
     assert ds.records[-1].boxes.tolist() == [[0, 2, 40, 29]]
+    later = build_dataset("wsoleval", root=images, metadata_root=meta, num_classes=None)  # classes checked later
+    assert "class_id_out_of_range" not in later.skipped and len(later) == len(ds) + 1
+    assert later.check_classes(5) and later.skipped == ds.skipped and later.boxes_clipped == 1
+    assert [r.image_id for r in later.records] == [r.image_id for r in ds.records]
+    assert not later.check_classes(5)
     samples = [ds[i] for i in range(len(ds))]
     batch = collate(samples)
     assert batch.skipped == [("corrupt.jpg", "unreadable_image")]

@@ -365,3 +365,25 @@ def test_job_folders_are_named_by_what_varies(tmp_path):
     (tmp_path / SWEEP_FILE).write_text(json.dumps({"varying": ["dataset.metadata_root", "method"]}))
     name = job_dirname(overrides, str(tmp_path))
     assert "/" not in name and name.startswith("dataset.metadata_root=test~") and name.endswith(",method=cam")
+
+
+def test_loading_starts_before_the_model_and_restarts_when_its_classes_drop_records():
+    """The workers start on all batches before the model is built; a model with fewer classes than the labels
+    drops records (counted), and the batches are planned and loaded again from the records that remain."""
+    common = ("method=cam", "batch_size=4", "limit=10", "num_workers=1")
+    kept = Evaluation(_config(*common), start_loading=True)
+    started = kept._loading
+    assert started is not None and started[0] == [0, 1, 2]
+    assert kept.loader([0, 1, 2]) is started[1] and kept._loading is None  # handed over, not started again
+    assert not kept.dataset.skipped
+
+    # the demo's labels are 285, 657, 872, 967 in turn: a 700-class model keeps half of its 120 records
+    small = Evaluation(_config(*common, "model=resnet18", "model.weights=null", "model.num_classes=700"),
+                       start_loading=True)
+    assert small.meta["dataset_skipped"] == {"class_id_out_of_range": 60}
+    assert len(small.dataset) == 10 and {r.label for r in small.dataset.records} == {285, 657}
+    assert small.batches == {0: [0, 1, 2, 3], 1: [4, 5, 6, 7], 2: [8, 9]}
+    assert small._loading is None  # the early workers (on records now dropped) were stopped
+    batches = list(small.loader(list(small.batches)))
+    assert [b.ids for b in batches] == [[small.dataset.records[i].image_id for i in positions]
+                                        for positions in small.batches.values()]

@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -75,6 +76,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# images the DataLoader workers decode ahead of the loop (at least two batches per worker): a run's workers
+# start before its model is built and fill this while torchvision imports and the model loads
+LOOKAHEAD_IMAGES = 512
 
 
 @dataclass
@@ -184,7 +189,10 @@ class Evaluation:
     (``maps/``), so its report draws them without running the model again.
     """
 
-    def __init__(self, cfg, run_dir: str | None = None) -> None:
+    def __init__(self, cfg, run_dir: str | None = None, start_loading: bool = False) -> None:
+        """``start_loading``: start the DataLoader workers on all of this shard's batches before the model is
+        built, so that they decode images while torchvision imports and the model loads (a run that resumes
+        loads only its unfinished batches, once it knows them)."""
         validate(cfg)
         cfg = resolve_threshold(cfg)
         self.cfg, self.run_dir = cfg, run_dir
@@ -197,17 +205,30 @@ class Evaluation:
         self.thresholds = thresholds_of(cfg.localize)
         self.localize_cfg = self.config["localize"]
         self.workers = resolve_workers(cfg.num_workers)
-        if self.from_files:
-            self.scorer, self.layer, num_classes = FileScorer(cfg.method.maps_dir, self.device), None, None
-        else:
-            self.scorer, num_classes = self._model_scorer()
         dataset_args = {k: v for k, v in self.config["dataset"].items() if k != "name"}
-        self.dataset = build_dataset(cfg.dataset.name, num_classes=num_classes or 1000, **dataset_args)
+        self.dataset = build_dataset(cfg.dataset.name, num_classes=None, **dataset_args)  # classes: below
         self.dataset.keep_first(cfg.limit)
-        if cfg.image_cache and cfg.cache_dir:
-            self.dataset.use_image_cache(os.path.join(os.path.expanduser(cfg.cache_dir), "images"))
+        self._plan_batches()
+        self._loading = self._start(list(self.batches)) if start_loading and self.workers else None
+        try:
+            if self.from_files:
+                self.scorer, self.layer, num_classes = FileScorer(cfg.method.maps_dir, self.device), None, None
+            else:
+                self.scorer, num_classes = self._model_scorer()
+            if self.dataset.check_classes(num_classes or 1000):  # records dropped: other batches
+                self._loading = None
+                self._plan_batches()
+        except BaseException:
+            self._loading = None  # its workers stop
+            raise
         self.has_boxes = any(len(r.boxes) for r in self.dataset.records)
         self.classes, self.classes_from = self._external_classes()
+
+    def _plan_batches(self) -> None:
+        """This shard's batches of the dataset's records (and the image cache keyed by those records)."""
+        cfg = self.cfg
+        if cfg.image_cache and cfg.cache_dir:
+            self.dataset.use_image_cache(os.path.join(os.path.expanduser(cfg.cache_dir), "images"))
         starts = range(0, len(self.dataset), cfg.batch_size)
         mine = _shard_range(len(starts), cfg.shard.index, cfg.shard.count)
         # global batch index → dataset positions, for this shard's batches only
@@ -300,14 +321,27 @@ class Evaluation:
             return os.path.basename(folder)
         return folder
 
-    def loader(self, batch_indices: list[int]) -> DataLoader:
-        return DataLoader(
+    def loader(self, batch_indices: list[int]) -> Iterator[Batch]:
+        """The batches ``batch_indices``, in order: those the workers started on already, if the same."""
+        started, self._loading = self._loading, None
+        if started is not None and started[0] == batch_indices:
+            return started[1]
+        return self._start(batch_indices)[1]
+
+    def _start(self, batch_indices: list[int]) -> tuple[list[int], Iterator[Batch]]:
+        """An iterator over the batches, its workers started: up to ~``LOOKAHEAD_IMAGES`` images decoded ahead."""
+        ahead = {}
+        if self.workers:
+            ahead["prefetch_factor"] = max(2, -(-LOOKAHEAD_IMAGES // (self.cfg.batch_size * self.workers)))
+        loader = DataLoader(
             self.dataset,
             batch_sampler=[self.batches[i] for i in batch_indices],
             num_workers=self.workers,
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",
+            **ahead,
         )
+        return batch_indices, iter(loader)
 
     def empty_result(self, index: int, batch: Batch) -> BatchResult:
         """A batch result with fresh accumulators (stage 5) for this evaluation's metrics."""
@@ -516,8 +550,9 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
     """Run one evaluation of a typed config (:class:`wsol.config.WsolConfig`); with ``run_dir``, save per-batch
     results in its ``partials/`` and resume from them."""
     torch.manual_seed(cfg.seed)
-    evaluation = Evaluation(cfg, run_dir)
     state_dir = os.path.join(run_dir, "partials") if run_dir else None
+    fresh = not (state_dir and os.path.isdir(state_dir) and os.listdir(state_dir))
+    evaluation = Evaluation(cfg, run_dir, start_loading=fresh)
     meta = evaluation.meta
     store = PartialStore(state_dir, meta) if state_dir else None
     done = store.load() if store else {}

@@ -113,9 +113,10 @@ def _check_boxes(boxes: np.ndarray, size: tuple[int, int] | None) -> tuple[np.nd
 class WsolDataset(Dataset):
     """Images + labels + boxes (+ masks) from a list of :class:`Record`, with counted skips.
 
-    Records that are unusable (no box where boxes are required, inverted box, class id out of
-    range, missing file) are dropped at construction and counted in :attr:`skipped`; images that
-    cannot be decoded are reported per batch through :attr:`Batch.skipped`.
+    Records that are unusable (no box where boxes are required, inverted box, missing file, class id
+    out of range) are dropped and counted in :attr:`skipped`: at construction, the class range last, or
+    with ``num_classes=None`` later by :meth:`check_classes` (an evaluation starts loading images before
+    its model is built). Images that cannot be decoded are reported per batch through :attr:`Batch.skipped`.
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class WsolDataset(Dataset):
         image_root: str,
         *,
         image_size: int = 224,
-        num_classes: int = 1000,
+        num_classes: int | None = 1000,
         mask_root: str | None = None,
         requires_boxes: bool = True,
         check_files: bool = True,
@@ -137,7 +138,7 @@ class WsolDataset(Dataset):
         self.name = name
         self.skipped: Counter[str] = Counter()
         self.skipped_ids: list[tuple[str, str]] = []
-        self.boxes_clipped = 0
+        self._clipped: dict[str, int] = {}  # image id → its boxes clipped to the image
         self.has_masks = any(r.mask_paths for r in records)
         kept = []
         for record in records:
@@ -145,24 +146,50 @@ class WsolDataset(Dataset):
             if reason is None:
                 kept.append(record)
             else:
-                self.skipped[reason] += 1
-                self.skipped_ids.append((record.image_id, reason))
-        if not kept:
-            detail = ", ".join(f"{k}={v}" for k, v in self.skipped.items()) or "no records"
-            raise WsolError(f"{name}: no usable images ({detail})")
+                self._skip(record, reason)
+        self._usable, self.limit = kept, None
         self.records = kept
         self.image_cache: ImageCache | None = None
+        self._check_usable()
+        if num_classes is not None:
+            self.check_classes(num_classes)
+
+    @property
+    def boxes_clipped(self) -> int:
+        """Boxes of the usable records clipped to their image."""
+        return sum(self._clipped.get(r.image_id, 0) for r in self._usable)
+
+    def _skip(self, record: Record, reason: str) -> None:
+        self.skipped[reason] += 1
+        self.skipped_ids.append((record.image_id, reason))
+
+    def _check_usable(self) -> None:
+        if not self._usable:
+            detail = ", ".join(f"{k}={v}" for k, v in self.skipped.items()) or "no records"
+            raise WsolError(f"{self.name}: no usable images ({detail})")
+
+    def check_classes(self, num_classes: int) -> bool:
+        """Skip (and count as ``class_id_out_of_range``) the records whose label is not in ``[0, num_classes)``,
+        the last check, made once the model says how many classes it has; whether any record was skipped."""
+        self.num_classes = num_classes
+        outside = [r for r in self._usable if not 0 <= r.label < num_classes]
+        for record in outside:
+            self._skip(record, "class_id_out_of_range")
+        if outside:
+            self._usable = [r for r in self._usable if 0 <= r.label < num_classes]
+            self._check_usable()
+            self.keep_first(self.limit)
+        return bool(outside)
 
     def _validate(self, record: Record, requires_boxes: bool, check_files: bool) -> str | None:
-        if not 0 <= record.label < self.num_classes:
-            return "class_id_out_of_range"
         if requires_boxes and len(record.boxes) == 0:
             return "no_boxes"
         boxes, reason, n_clipped = _check_boxes(np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4), record.size)
         if reason:
             return reason
         record.boxes = boxes
-        self.boxes_clipped += n_clipped
+        if n_clipped:
+            self._clipped[record.image_id] = n_clipped
         if check_files and not os.path.isfile(self._image_path(record)):
             return "missing_file"
         return None
@@ -172,8 +199,8 @@ class WsolDataset(Dataset):
 
     def keep_first(self, count: int | None) -> None:
         """Evaluate only the first ``count`` usable records (``limit``); ``None`` keeps all."""
-        if count is not None:
-            self.records = self.records[:count]
+        self.limit = count
+        self.records = self._usable if count is None else self._usable[:count]
 
     def _image_path(self, record: Record) -> str:
         return os.path.join(self.image_root, record.image_id)

@@ -63,7 +63,7 @@ def _samples(config: dict, summary: dict, ids: list[str], run_dir: str) -> dict[
     read from where the run kept them (its map cache, its ``maps/`` folder, or the files it evaluated)."""
     dataset_args = {k: v for k, v in config["dataset"].items() if k != "name"}
     # every record with its label: the ids asked for are ones the run evaluated
-    dataset = build_dataset(config["dataset"]["name"], num_classes=1 << 30, **dataset_args)
+    dataset = build_dataset(config["dataset"]["name"], num_classes=None, **dataset_args)
     dataset.keep_first(config.get("limit"))
     position = {r.image_id: i for i, r in enumerate(dataset.records)}
     positions = [position[i] for i in dict.fromkeys(ids) if i in position]
