@@ -8,6 +8,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import write_image
 from PIL import Image
 
@@ -235,6 +236,8 @@ def test_bad_input_is_counted_or_converted(tmp_path):
     assert batch.skipped == [("corrupt.jpg", "unreadable_image")]
     assert batch.ids == ["gray.png", "cmyk.jpg", "rgba.png", "big.jpg"]
     assert batch.images.shape == (4, 3, 224, 224)
+    assert batch.images.is_contiguous(memory_format=torch.channels_last)  # the decoded rows, not transposed
+    assert torch.equal(batch.images[3], samples[-1]["image"])
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):

@@ -49,7 +49,7 @@ class Record:
 class Batch:
     """A collated batch. ``boxes`` is padded to the largest box count; ``box_valid`` marks real boxes."""
 
-    images: torch.Tensor  # uint8 [B, 3, S, S]
+    images: torch.Tensor  # uint8 [B, 3, S, S], channels-last in memory (the decoded rows as they are)
     labels: torch.Tensor  # int64 [B]
     boxes: torch.Tensor  # int64 [B, K, 4] in eval space
     box_valid: torch.Tensor  # bool [B, K]
@@ -287,6 +287,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _stack_channels_last(images: list[torch.Tensor]) -> torch.Tensor:
+    """``[B, 3, H, W]`` from ``[3, H, W]`` views of decoded ``[H, W, 3]`` rows, stored channels-last: the rows are
+    copied as they are, and a channels-last model takes them without a transposition."""
+    if not images:
+        return torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
+    return torch.stack([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
+
+
 def collate(samples: list[dict]) -> Batch:
     """Stack samples into a :class:`Batch`, padding boxes and passing skipped samples through."""
     skipped = [(s["id"], s["skip"]) for s in samples if "skip" in s]
@@ -299,7 +307,7 @@ def collate(samples: list[dict]) -> Batch:
         valid[i, : len(s["boxes"])] = True
     has_mask = bool(samples) and samples[0]["mask"] is not None
     return Batch(
-        images=torch.stack([s["image"] for s in samples]) if samples else torch.zeros(0, 3, 1, 1, dtype=torch.uint8),
+        images=_stack_channels_last([s["image"] for s in samples]),
         labels=torch.tensor([s["label"] for s in samples], dtype=torch.int64),
         boxes=boxes,
         box_valid=valid,
