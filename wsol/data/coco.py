@@ -56,7 +56,7 @@ def build_coco(
     ann_file: str,
     category_map: dict[int, int] | None = None,
     image_size: int = 224,
-    num_classes: int = 1000,
+    num_classes: int | None = 1000,
 ) -> WsolDataset:
     """Images under ``root`` annotated by the COCO JSON ``ann_file``."""
     root = require_dir(root, "dataset.root")

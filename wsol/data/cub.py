@@ -58,7 +58,7 @@ def read_cub(root: str, split: str = "test") -> list[Record]:
 
 @DATASETS.register("cub")
 def build_cub(
-    *, root: str, split: str = "test", image_size: int = 224, num_classes: int = 200
+    *, root: str, split: str = "test", image_size: int = 224, num_classes: int | None = 200
 ) -> WsolDataset:
     """CUB-200-2011 from its official folder (the one holding ``images.txt``)."""
     root = require_dir(root, "dataset.root")

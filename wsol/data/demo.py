@@ -132,7 +132,7 @@ def _tight_box(x: int, y: int, w: int, h: int) -> list[float]:
 class DemoDataset(WsolDataset):
     """``num_images`` generated images (see module docstring); masks are exact, boxes tight."""
 
-    def __init__(self, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int = 1000):
+    def __init__(self, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int | None = 1000):
         self.seed = seed
         self.layouts = [_layout(seed, i) for i in range(num_images)]
         records = [
@@ -161,6 +161,6 @@ class DemoDataset(WsolDataset):
 
 
 @DATASETS.register("demo")
-def build_demo(*, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int = 1000):
+def build_demo(*, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int | None = 1000):
     """The embedded offline demo dataset."""
     return DemoDataset(num_images=num_images, seed=seed, image_size=image_size, num_classes=num_classes)

@@ -82,7 +82,7 @@ def build_ilsvrc(
     ann_root: str | None = None,
     synsets_file: str | None = None,
     image_size: int = 224,
-    num_classes: int = 1000,
+    num_classes: int | None = 1000,
 ) -> WsolDataset:
     """ImageNet val images under ``root`` with XML boxes under ``ann_root`` (default: ``root``)."""
     root = require_dir(root, "dataset.root")

@@ -75,7 +75,7 @@ def build_wsoleval(
     split: str | None = None,
     mask_root: str | None = None,
     image_size: int = 224,
-    num_classes: int = 1000,
+    num_classes: int | None = 1000,
 ) -> WsolDataset:
     """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``, or under
     ``metadata_root/split`` when ``split`` is set (``metadata/CUB`` with ``split=val`` or ``test``: the
