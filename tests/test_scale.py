@@ -17,7 +17,7 @@ from wsol.aggregate import aggregate
 from wsol.cams.core import CamMethod
 from wsol.config import check_overrides
 from wsol.errors import WsolError
-from wsol.evaluate import Evaluation, evaluate
+from wsol.evaluate import Evaluation, evaluate, prefetch_batches
 from wsol.io import read_arrays
 from wsol.report.tables import format_table, metrics_frame, summarize_seeds
 
@@ -387,3 +387,12 @@ def test_loading_starts_before_the_model_and_restarts_when_its_classes_drop_reco
     batches = list(small.loader(list(small.batches)))
     assert [b.ids for b in batches] == [[small.dataset.records[i].image_id for i in positions]
                                         for positions in small.batches.values()]
+
+
+def test_decoding_ahead_stays_within_a_quarter_of_the_free_shared_memory():
+    image = 3 * 224 * 224  # uint8 pixels of one 224² image: 150,528 bytes
+    assert prefetch_batches(32, 1, image, None) == 16  # 512 images ahead, no bound known
+    assert prefetch_batches(32, 1, image, 25 << 30) == 16
+    assert prefetch_batches(32, 1, image, 64 << 20) == 3  # Docker's default /dev/shm: 16 MiB → 111 images
+    assert prefetch_batches(256, 15, image, None) == 2  # never below DataLoader's default
+    assert prefetch_batches(32, 1, image, 0) == 2

@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 # images the DataLoader workers decode ahead of the loop (at least two batches per worker): a run's workers
 # start before its model is built and fill this while torchvision imports and the model loads
 LOOKAHEAD_IMAGES = 512
+SHARED_MEMORY = "/dev/shm"  # where batches pass from the workers to the loop (torch's default sharing)
 
 
 @dataclass
@@ -107,6 +108,24 @@ def box_threads(value: int | None, overlap: bool, device: str) -> int | None:
     if overlap and device == "cpu":
         return max(1, available_cores() // 2)
     return None
+
+
+def prefetch_batches(batch_size: int, workers: int, image_bytes: int, shared_free: int | None) -> int:
+    """Batches each worker decodes ahead: ``LOOKAHEAD_IMAGES`` in all, within a quarter of the free shared
+    memory (``shared_free`` bytes; ``None``: unknown, no bound), and never fewer than DataLoader's default 2."""
+    images = LOOKAHEAD_IMAGES
+    if shared_free is not None:
+        images = min(images, shared_free // 4 // max(1, image_bytes))
+    return max(2, images // (batch_size * workers))
+
+
+def free_shared_memory() -> int | None:
+    """Bytes free in ``/dev/shm`` (a container's is often 64 MB), or ``None`` where there is none."""
+    try:
+        stat = os.statvfs(SHARED_MEMORY)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def resolve_workers(value: int | str) -> int:
@@ -329,10 +348,13 @@ class Evaluation:
         return self._start(batch_indices)[1]
 
     def _start(self, batch_indices: list[int]) -> tuple[list[int], Iterator[Batch]]:
-        """An iterator over the batches, its workers started: up to ~``LOOKAHEAD_IMAGES`` images decoded ahead."""
+        """An iterator over the batches, its workers started, decoding ahead (:func:`prefetch_batches`)."""
         ahead = {}
         if self.workers:
-            ahead["prefetch_factor"] = max(2, -(-LOOKAHEAD_IMAGES // (self.cfg.batch_size * self.workers)))
+            size = self.dataset.image_size
+            image_bytes = size * size * (4 if self.dataset.has_masks else 3)  # uint8 pixels (and mask)
+            ahead["prefetch_factor"] = prefetch_batches(self.cfg.batch_size, self.workers, image_bytes,
+                                                        free_shared_memory())
         loader = DataLoader(
             self.dataset,
             batch_sampler=[self.batches[i] for i in batch_indices],
