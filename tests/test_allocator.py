@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import REPO
 
-from wsol.allocator import use_kept_memory
 from wsol.evaluate import run_fingerprint
+from wsol.scoring import auto_on_cpu
 
 PROBE = """
 import ctypes, json, sys
@@ -60,9 +60,9 @@ def test_a_freed_large_block_stays_in_the_heap_only_when_kept():
 
 
 def test_auto_keeps_freed_memory_on_a_cpu_only_and_the_setting_changes_no_result():
-    assert use_kept_memory("auto", torch.device("cpu"))
-    assert not use_kept_memory("auto", torch.device("cuda"))
-    assert use_kept_memory(True, torch.device("cuda")) and not use_kept_memory(False, torch.device("cpu"))
+    assert auto_on_cpu("auto", torch.device("cpu"))
+    assert not auto_on_cpu("auto", torch.device("cuda"))
+    assert auto_on_cpu(True, torch.device("cuda")) and not auto_on_cpu(False, torch.device("cpu"))
     config = {"method": {"name": "gradcam"}, "speed": {"fold_batchnorm": True, "keep_freed_memory": "auto"}}
     other = {**config, "speed": {"fold_batchnorm": True, "keep_freed_memory": False}}
     assert run_fingerprint(config) == run_fingerprint(other)

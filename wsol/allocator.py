@@ -18,21 +18,13 @@ from __future__ import annotations
 import ctypes
 import functools
 
-import torch
-
-__all__ = ["keep_freed_memory", "use_kept_memory"]
+__all__ = ["keep_freed_memory"]
 
 M_TRIM_THRESHOLD = -1  # <malloc.h>
 M_MMAP_THRESHOLD = -3
 # glibc before 2.36 refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit): the fallback
 MMAP_THRESHOLDS = (1 << 30, 32 << 20)
 TRIM_THRESHOLD = (1 << 31) - 1
-
-
-def use_kept_memory(setting: object, device: torch.device) -> bool:
-    """``speed.keep_freed_memory``: ``auto`` keeps freed memory on a CPU device only (a GPU run's host
-    allocations are small batches of pixels, which glibc already reuses)."""
-    return device.type == "cpu" if setting == "auto" else bool(setting)
 
 
 @functools.cache

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import __version__
-from .allocator import keep_freed_memory, use_kept_memory
+from .allocator import keep_freed_memory
 from .cams import build_method
 from .cams.from_files import save_maps
 from .cams.layout import LayoutRequest
@@ -55,9 +55,9 @@ from .scoring import (
     MapCache,
     ModelScorer,
     Scores,
+    auto_on_cpu,
     read_predictions,
     resolve_device,
-    use_channels_last,
     with_classes,
 )
 from .state import BatchResult, PartialStore, fingerprint
@@ -217,7 +217,7 @@ class Evaluation:
         self.cfg, self.run_dir = cfg, run_dir
         self.config = to_dict(cfg)
         self.device = resolve_device(cfg.device)
-        if use_kept_memory(cfg.speed.keep_freed_memory, self.device):
+        if auto_on_cpu(cfg.speed.keep_freed_memory, self.device):
             keep_freed_memory()
         self.from_files = cfg.method.name == "from_files"
         self.faith: Faithfulness | None = None
@@ -279,7 +279,7 @@ class Evaluation:
         if cfg.speed.fold_batchnorm:
             example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(self.device)
             fold_batchnorms(model.module, example, keep=tuple(layers))
-        channels_last = use_channels_last(cfg.speed.channels_last, self.device)
+        channels_last = auto_on_cpu(cfg.speed.channels_last, self.device)
         if channels_last:
             model.module.to(memory_format=torch.channels_last)
         self.layer = "+".join(layers)  # display name: layers joined by +

@@ -23,7 +23,7 @@ from .io import read_arrays, write_arrays
 from .ops import InputNormalization
 
 __all__ = ["PRECISIONS", "Scores", "MapCache", "ModelScorer", "FileScorer", "ClassifierClasses", "FileClasses",
-           "read_predictions", "with_classes", "resolve_device", "use_channels_last"]
+           "read_predictions", "with_classes", "resolve_device", "auto_on_cpu"]
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -52,9 +52,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def use_channels_last(setting: object, device: torch.device) -> bool:
-    """``speed.channels_last``: ``auto`` is channels-last on a CPU, where oneDNN's convolutions and pooling run
-    faster so (ResNet-18, batch 32, 2 cores: 1.4×; docs/speed.md), and NCHW elsewhere."""
+def auto_on_cpu(setting: object, device: torch.device) -> bool:
+    """A speed setting that is true, false or ``auto``: on a CPU device only. ``speed.channels_last`` (oneDNN's
+    convolutions and pooling run faster so on a CPU; NCHW elsewhere until measured) and
+    ``speed.keep_freed_memory`` (a GPU run's host allocations are small batches of pixels, which glibc already
+    reuses); docs/speed.md."""
     return device.type == "cpu" if setting == "auto" else bool(setting)
 
 
