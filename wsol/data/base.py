@@ -134,7 +134,6 @@ class WsolDataset(Dataset):
         self.image_root = image_root
         self.mask_root = mask_root
         self.image_size = image_size
-        self.num_classes = num_classes
         self.name = name
         self.skipped: Counter[str] = Counter()
         self.skipped_ids: list[tuple[str, str]] = []
@@ -147,8 +146,8 @@ class WsolDataset(Dataset):
                 kept.append(record)
             else:
                 self._skip(record, reason)
-        self._usable, self.limit = kept, None
-        self.records = kept
+        self._usable = kept
+        self.keep_first(None)
         self.image_cache: ImageCache | None = None
         self._check_usable()
         if num_classes is not None:
@@ -171,7 +170,6 @@ class WsolDataset(Dataset):
     def check_classes(self, num_classes: int) -> bool:
         """Skip (and count as ``class_id_out_of_range``) the records whose label is not in ``[0, num_classes)``,
         the last check, made once the model says how many classes it has; whether any record was skipped."""
-        self.num_classes = num_classes
         outside = [r for r in self._usable if not 0 <= r.label < num_classes]
         for record in outside:
             self._skip(record, "class_id_out_of_range")
