@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import WsolError
 from ..registry import close_matches
+from .vision import import_torchvision
 
 __all__ = [
     "LoadedModel", "build_model", "default_layer", "find_layer", "imagenet_categories", "list_model_names",
@@ -48,9 +50,8 @@ class LoadedModel:
 def list_model_names() -> list[str]:
     """Every built-in model ``model=`` names: torchvision's classifiers (transformers included), the offline
     model and wsolevaluation's (:data:`SOURCES` bring any other)."""
-    import torchvision.models
-
-    names = torchvision.models.list_models(module=torchvision.models)
+    tvm = import_torchvision().models
+    names = tvm.list_models(module=tvm)
     return sorted(names) + list(OFFLINE_MODELS) + list(WSOLEVAL_MODELS)
 
 
@@ -67,9 +68,7 @@ def model_label(model: dict) -> str:
 
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet class names, in index order (from torchvision's weight metadata; no download)."""
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return list(import_torchvision().models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 class EfficientNetLite0(nn.Module):
@@ -148,13 +147,24 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str, ex
     module.load_state_dict(state, assign=True)
 
 
+class _SkipMetaNormal(TorchFunctionMode):
+    """Skips ``Tensor.normal_`` on meta tensors, which hold no values to draw. Its meta kernel is a Python reference
+    that imports TorchDynamo (0.9 s) on its first call, and initialisers call it while a model is built on the meta
+    device (``kaiming_normal_`` in torchvision's ResNets)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.normal_ and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def _from_checkpoint(build: Callable[[], nn.Module], path: str, expected: str,
                      hint: Callable[[], str] | None = None, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """``build()`` on the meta device (no random initialisation: seconds for VGG-sized models) with the
     checkpoint's tensors assigned; an architecture with tensors no checkpoint holds (non-persistent buffers)
     is built for real instead."""
     state = read_checkpoint(path) if state is None else state
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipMetaNormal():
         module = build()
     _load_state(module, state, path, expected, hint)
     if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
@@ -191,8 +201,7 @@ def _wsoleval_model(name: str, weights: str | None, checkpoint: str | None, num_
 
 
 def _torchvision_model(name: str, weights: str | None, num_classes: int | None) -> tuple[nn.Module, object]:
-    import torchvision.models as tvm
-
+    tvm = import_torchvision().models
     if name not in tvm.list_models(module=tvm):
         hint = close_matches(name, list_model_names())
         raise WsolError(f"unknown model {name!r}; did you mean: {', '.join(hint) or 'see conf/model/'}")
@@ -262,6 +271,7 @@ def build_model(
         WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit, a timm or
             custom model whose forward gives no ``[B, num_classes]`` logits.
     """
+    import_torchvision()  # before any builder imports it: without TorchDynamo (see .vision)
     if source in ("timm", "custom"):
         return _external_model(name, source, checkpoint, num_classes, mean, std, pretrained, target, kwargs, output,
                                input_size)
