@@ -47,10 +47,14 @@ BUILD = """
 import json, sys
 import torch
 from wsol.models import build_model
-model = build_model("resnet18", checkpoint=sys.argv[1], num_classes=10)
-state = torch.load(sys.argv[1])
-print(json.dumps({"dynamo": "torch._dynamo" in sys.modules,
-                  "equal": all(torch.equal(v, state[k]) for k, v in model.module.state_dict().items())}))
+if sys.argv[1] == "efficientnet_lite0":
+    model, state = build_model("efficientnet_lite0"), {}
+else:
+    model = build_model("resnet18", checkpoint=sys.argv[1], num_classes=10)
+    state = torch.load(sys.argv[1])
+print(json.dumps({"dynamo": "torch._dynamo" in sys.modules, "torchvision": "torchvision" in sys.modules,
+                  "equal": all(torch.equal(v, state[k]) for k, v in model.module.state_dict().items()) if state
+                           else None}))
 """
 
 
@@ -79,7 +83,11 @@ def test_the_stand_in_hands_any_other_name_to_the_real_module():
 def test_a_checkpoint_builds_on_the_meta_device_without_torchdynamo(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
-    assert _run(BUILD, str(path)) == {"dynamo": False, "equal": True}
+    assert _run(BUILD, str(path)) == {"dynamo": False, "torchvision": True, "equal": True}
+
+
+def test_the_offline_model_imports_no_torchvision():
+    assert _run(BUILD, "efficientnet_lite0") == {"dynamo": False, "torchvision": False, "equal": None}
 
 
 def test_skip_meta_normal_skips_meta_tensors_only():

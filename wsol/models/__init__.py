@@ -177,6 +177,7 @@ def _wsoleval_model(name: str, weights: str | None, checkpoint: str | None, num_
                     architecture: str, large_feature_map: bool, acol_drop_threshold: float) -> nn.Module:
     """A wsolevaluation network from a checkpoint its training saved (``num_classes`` read from it when null), or
     randomly initialised with ``weights=None``."""
+    import_torchvision()  # before .wsoleval imports its blocks: without TorchDynamo
     from . import wsoleval
 
     def build(classes: int, initialize: bool = True) -> nn.Module:
@@ -271,7 +272,6 @@ def build_model(
         WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit, a timm or
             custom model whose forward gives no ``[B, num_classes]`` logits.
     """
-    import_torchvision()  # before any builder imports it: without TorchDynamo (see .vision)
     if source in ("timm", "custom"):
         return _external_model(name, source, checkpoint, num_classes, mean, std, pretrained, target, kwargs, output,
                                input_size)
@@ -317,6 +317,7 @@ def _external_model(name, source, checkpoint, num_classes, mean, std, pretrained
         own_mean, own_std = custom.timm_normalization(module)
         mean, std = mean or own_mean, std or own_std
     else:
+        import_torchvision()  # a builder that imports it (most do) then imports it without TorchDynamo
         module = custom.build_custom(target, kwargs)
     if checkpoint:
         _load_state(module, read_checkpoint(checkpoint), checkpoint, f"{source} model {name}")
