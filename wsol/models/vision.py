@@ -27,10 +27,14 @@ __all__ = ["import_torchvision"]
 DYNAMO_UTILS = "torch._dynamo.utils"
 
 
-def _real_dynamo_utils() -> types.ModuleType:
-    """The real ``torch._dynamo.utils``, imported now if need be (the stand-in, if still registered, is dropped)."""
+def _drop_stand_in() -> None:
     if getattr(sys.modules.get(DYNAMO_UTILS), "__wsol_stand_in__", False):
         del sys.modules[DYNAMO_UTILS]
+
+
+def _real_dynamo_utils() -> types.ModuleType:
+    """The real ``torch._dynamo.utils``, imported now if need be (the stand-in, if still registered, is dropped)."""
+    _drop_stand_in()
     return importlib.import_module(DYNAMO_UTILS)
 
 
@@ -61,5 +65,4 @@ def import_torchvision() -> types.ModuleType:
     try:
         return importlib.import_module("torchvision")
     finally:
-        if getattr(sys.modules.get(DYNAMO_UTILS), "__wsol_stand_in__", False):
-            del sys.modules[DYNAMO_UTILS]
+        _drop_stand_in()
