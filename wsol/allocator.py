@@ -4,7 +4,7 @@ glibc's malloc serves every block above its mmap threshold with a fresh ``mmap``
 on free; the threshold adapts to freed blocks but never beyond 32 MiB. A CPU forward frees and reallocates
 blocks larger than that every batch (ResNet-18 at batch 32: its stem's ``[32, 64, 112, 112]`` float32 output,
 103 MB), so the kernel maps and zero-fills those pages again each time (docs/speed.md: the forward of
-ResNet-18 over 1,000 images on a 2-core CPU, 8.9 s without this and 7.4 s with it).
+ResNet-18 over 1,000 images on a 2-core CPU, 9.7 s without this and 8.0 s with it in the latest run).
 
 Raising the mmap threshold and the trim threshold (``mallopt(3)``: ``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``)
 keeps freed blocks in the heap, where the next batch reuses them: the process holds its peak memory until it

@@ -78,7 +78,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # images the DataLoader workers decode ahead of the loop (at least two batches per worker): a run's workers
-# start before its model is built and fill this while torchvision imports and the model loads
+# start before its model is built and decode this far ahead meanwhile
 LOOKAHEAD_IMAGES = 512
 SHARED_MEMORY = "/dev/shm"  # where batches pass from the workers to the loop (torch's default sharing)
 
@@ -210,7 +210,7 @@ class Evaluation:
 
     def __init__(self, cfg, run_dir: str | None = None, start_loading: bool = False) -> None:
         """``start_loading``: start the DataLoader workers on all of this shard's batches before the model is
-        built, so that they decode images while torchvision imports and the model loads (a run that resumes
+        built, so that they decode images while it is built and its checkpoint loaded (a run that resumes
         loads only its unfinished batches, once it knows them)."""
         validate(cfg)
         cfg = resolve_threshold(cfg)
