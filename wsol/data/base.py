@@ -4,7 +4,9 @@ Conventions (documented in README):
 - Images are resized to ``image_size``×``image_size`` with PIL bilinear, no crop
   (torchvision ``Resize((S, S))`` on a PIL image, as wsolevaluation does).
 - GT boxes are ``x0, y0, x1, y1`` in original pixels; they are rescaled to the eval size with
-  ``int()`` truncation of each coordinate (``x * S / w``), as wsolevaluation does.
+  ``int()`` truncation of each coordinate, in the reference's own floating-point order
+  (:class:`BoxRescale`): ``int(x * S / w)`` as wsolevaluation's ``resize_bbox``, or
+  ``int(x / w * S)`` as TS-CAM's loaders.
 - Masks are ``uint8`` at the eval size: 0 background, 1 foreground, 255 ignore. Each mask file is
   read and resized exactly as wsolevaluation's ``load_mask_image`` does: OpenCV grayscale as
   ``float32``, ``cv2.resize(INTER_NEAREST)`` to the eval size, foreground ``> 0.5``. OpenCV's
@@ -13,6 +15,7 @@ Conventions (documented in README):
 
 from __future__ import annotations
 
+import enum
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -27,7 +30,8 @@ from ..errors import WsolError
 from .cache import ImageCache
 
 __all__ = [
-    "Record", "Batch", "WsolDataset", "collate", "IGNORE", "read_mask", "resize_mask", "rescale_boxes", "to_rgb"
+    "BoxRescale", "Record", "Batch", "WsolDataset", "collate", "IGNORE", "read_mask", "resize_mask", "rescale_boxes",
+    "to_rgb",
 ]
 
 IGNORE = 255
@@ -63,11 +67,27 @@ class Batch:
         return len(self.ids)
 
 
-def rescale_boxes(boxes: np.ndarray, size: tuple[int, int], image_size: int) -> np.ndarray:
-    """Boxes ``[K, 4]`` from original ``(w, h)`` pixels to the eval size, truncating like wsolevaluation."""
+class BoxRescale(enum.StrEnum):
+    """The floating-point order of a GT box's rescale: a corner whose exact scaled value is an integer can fall
+    on either side of it, so each reference's order is kept."""
+
+    wsoleval = "wsoleval"  # int(x * S / w): wsolevaluation's evaluation.py resize_bbox
+    tscam = "tscam"  # int(x / w * S): TS-CAM's lib/datasets/cub.py and imagenet.py test loaders
+
+
+def rescale_boxes(
+    boxes: np.ndarray, size: tuple[int, int], image_size: int, order: BoxRescale | str = BoxRescale.wsoleval
+) -> np.ndarray:
+    """Boxes ``[K, 4]`` from original ``(w, h)`` pixels to the eval size ``S``, each coordinate truncated as
+    ``int()`` does, computed in ``order`` (:class:`BoxRescale`) with float64 operations as the reference's."""
     w, h = size
-    scale = np.array([image_size / w, image_size / h, image_size / w, image_size / h])
-    return np.trunc(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale).astype(np.int64)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    extent = np.array([w, h, w, h], dtype=np.float64)
+    if BoxRescale(order) is BoxRescale.wsoleval:
+        scaled = boxes * float(image_size) / extent
+    else:
+        scaled = boxes / extent * float(image_size)
+    return np.trunc(scaled).astype(np.int64)
 
 
 class UnreadableMask(OSError):
@@ -125,6 +145,7 @@ class WsolDataset(Dataset):
         image_root: str,
         *,
         image_size: int = 224,
+        box_rescale: BoxRescale | str = BoxRescale.wsoleval,
         num_classes: int | None = 1000,
         mask_root: str | None = None,
         requires_boxes: bool = True,
@@ -134,6 +155,7 @@ class WsolDataset(Dataset):
         self.image_root = image_root
         self.mask_root = mask_root
         self.image_size = image_size
+        self.box_rescale = BoxRescale(box_rescale)
         self.name = name
         self.skipped: Counter[str] = Counter()
         self.skipped_ids: list[tuple[str, str]] = []
@@ -262,7 +284,7 @@ class WsolDataset(Dataset):
             "id": record.image_id,
             "image": torch.from_numpy(resized).permute(2, 0, 1),
             "label": record.label,
-            "boxes": torch.from_numpy(rescale_boxes(record.boxes, size, self.image_size)),
+            "boxes": torch.from_numpy(rescale_boxes(record.boxes, size, self.image_size, self.box_rescale)),
             "mask": None if mask is None else torch.from_numpy(mask),
             "size": size,
             "size_mismatch": tuple(size) != tuple(decoded),

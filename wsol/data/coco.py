@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import WsolError
 from . import DATASETS
-from .base import Record, WsolDataset, require_dir, require_file
+from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
 __all__ = ["read_coco", "build_coco"]
 
@@ -56,6 +56,7 @@ def build_coco(
     ann_file: str,
     category_map: dict[int, int] | None = None,
     image_size: int = 224,
+    box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:
     """Images under ``root`` annotated by the COCO JSON ``ann_file``."""
@@ -63,4 +64,6 @@ def build_coco(
     if ann_file and not os.path.isabs(ann_file) and not os.path.isfile(ann_file):
         ann_file = os.path.join(root, ann_file)
     records = read_coco(ann_file, dict(category_map) if category_map else None)
-    return WsolDataset(records, root, image_size=image_size, num_classes=num_classes, name="coco")
+    return WsolDataset(
+        records, root, image_size=image_size, box_rescale=box_rescale, num_classes=num_classes, name="coco"
+    )

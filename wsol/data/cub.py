@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import WsolError
 from . import DATASETS
-from .base import Record, WsolDataset, require_dir, require_file
+from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
 __all__ = ["read_cub", "build_cub"]
 
@@ -58,11 +58,17 @@ def read_cub(root: str, split: str = "test") -> list[Record]:
 
 @DATASETS.register("cub")
 def build_cub(
-    *, root: str, split: str = "test", image_size: int = 224, num_classes: int | None = 200
+    *,
+    root: str,
+    split: str = "test",
+    image_size: int = 224,
+    box_rescale: BoxRescale = BoxRescale.wsoleval,
+    num_classes: int | None = 200,
 ) -> WsolDataset:
     """CUB-200-2011 from its official folder (the one holding ``images.txt``)."""
     root = require_dir(root, "dataset.root")
     records = read_cub(root, split)
     return WsolDataset(
-        records, os.path.join(root, "images"), image_size=image_size, num_classes=num_classes, name="cub"
+        records, os.path.join(root, "images"), image_size=image_size, box_rescale=box_rescale,
+        num_classes=num_classes, name="cub",
     )

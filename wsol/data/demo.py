@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import DATASETS
-from .base import Record, WsolDataset, resize_mask
+from .base import BoxRescale, Record, WsolDataset, resize_mask
 
 __all__ = ["DEMO_OBJECTS", "DemoDataset", "build_demo"]
 
@@ -132,7 +132,14 @@ def _tight_box(x: int, y: int, w: int, h: int) -> list[float]:
 class DemoDataset(WsolDataset):
     """``num_images`` generated images (see module docstring); masks are exact, boxes tight."""
 
-    def __init__(self, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int | None = 1000):
+    def __init__(
+        self,
+        num_images: int = 120,
+        seed: int = 0,
+        image_size: int = 224,
+        box_rescale: BoxRescale = BoxRescale.wsoleval,
+        num_classes: int | None = 1000,
+    ):
         self.seed = seed
         self.layouts = [_layout(seed, i) for i in range(num_images)]
         records = [
@@ -147,7 +154,10 @@ class DemoDataset(WsolDataset):
         ]
         for i, record in enumerate(records):
             record.index = i  # type: ignore[attr-defined]
-        super().__init__(records, "", image_size=image_size, num_classes=num_classes, check_files=False, name="demo")
+        super().__init__(
+            records, "", image_size=image_size, box_rescale=box_rescale, num_classes=num_classes, check_files=False,
+            name="demo",
+        )
 
     def render(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         index = record.index  # type: ignore[attr-defined]
@@ -161,6 +171,15 @@ class DemoDataset(WsolDataset):
 
 
 @DATASETS.register("demo")
-def build_demo(*, num_images: int = 120, seed: int = 0, image_size: int = 224, num_classes: int | None = 1000):
+def build_demo(
+    *,
+    num_images: int = 120,
+    seed: int = 0,
+    image_size: int = 224,
+    box_rescale: BoxRescale = BoxRescale.wsoleval,
+    num_classes: int | None = 1000,
+):
     """The embedded offline demo dataset."""
-    return DemoDataset(num_images=num_images, seed=seed, image_size=image_size, num_classes=num_classes)
+    return DemoDataset(
+        num_images=num_images, seed=seed, image_size=image_size, box_rescale=box_rescale, num_classes=num_classes
+    )

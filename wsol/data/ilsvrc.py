@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import WsolError
 from . import DATASETS
-from .base import Record, WsolDataset, require_dir, require_file
+from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
 __all__ = ["parse_voc_xml", "read_ilsvrc", "build_ilsvrc"]
 
@@ -82,10 +82,13 @@ def build_ilsvrc(
     ann_root: str | None = None,
     synsets_file: str | None = None,
     image_size: int = 224,
+    box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:
     """ImageNet val images under ``root`` with XML boxes under ``ann_root`` (default: ``root``)."""
     root = require_dir(root, "dataset.root")
     ann_root = require_dir(ann_root or root, "dataset.ann_root")
     records = read_ilsvrc(root, ann_root, synsets_file)
-    return WsolDataset(records, root, image_size=image_size, num_classes=num_classes, name="ilsvrc")
+    return WsolDataset(
+        records, root, image_size=image_size, box_rescale=box_rescale, num_classes=num_classes, name="ilsvrc"
+    )

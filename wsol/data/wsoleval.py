@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import WsolError
 from . import DATASETS
-from .base import Record, WsolDataset, require_dir, require_file
+from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
 __all__ = ["read_wsoleval_metadata", "build_wsoleval"]
 
@@ -75,6 +75,7 @@ def build_wsoleval(
     split: str | None = None,
     mask_root: str | None = None,
     image_size: int = 224,
+    box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:
     """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``, or under
@@ -95,6 +96,7 @@ def build_wsoleval(
         records,
         root,
         image_size=image_size,
+        box_rescale=box_rescale,
         num_classes=num_classes,
         mask_root=mask_root,
         requires_boxes=not has_masks,
