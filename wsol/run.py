@@ -7,12 +7,10 @@ the wrong type or out of range is one ``error:`` line, before any work.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import sys
-import threading
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -144,34 +142,5 @@ def main() -> None:
     _hydra_main()
 
 
-def exit_without_teardown(code: object = 0) -> None:
-    """End the process once everything is written, without the interpreter's teardown.
-
-    Freeing every module object of torch, torchvision and pandas one by one takes 0.5–1 s of a short
-    run's wall time and does nothing the operating system does not do at ``_exit``. What a normal exit
-    does that matters still happens here, in its order: other non-daemon threads are joined, then the
-    ``atexit`` handlers run (logging's flush and close, multiprocessing's worker clean-up, weakref
-    finalizers such as temporary folders), then stdout and stderr are flushed. ``code`` is
-    ``SystemExit.code``: ``None`` is 0, a message is printed and gives 1. Under a profiler or a tracer
-    (cProfile, coverage), which write their results after the program returns, it exits the usual way.
-    """
-    if sys.getprofile() is not None or sys.gettrace() is not None:
-        sys.exit(code)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code or 0)
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit as done:
-        exit_without_teardown(done.code)
-    exit_without_teardown(0)
+    main()
