@@ -325,3 +325,51 @@ def test_missing_root_and_files_are_one_line_errors(tmp_path):
     (tmp_path / "meta" / "localization.txt").write_text("x.jpg,1,a,2,2\n")
     with pytest.raises(WsolError, match="not numbers"):
         build_dataset("wsoleval", root=str(tmp_path), metadata_root=meta)
+
+
+def test_ids_outside_the_root_are_counted_skips(tmp_path):
+    """Ids become paths under the image root, ``maps_dir`` and ``method.maps_dir``: an absolute id or one with a
+    ``..`` part would name a file elsewhere, so it is skipped (``unsafe_id``), and map paths refuse it."""
+    from wsol.cams.from_files import load_maps, map_path
+
+    write_image(str(tmp_path / "images/a.jpg"))
+    write_image(str(tmp_path / "outside.jpg"))
+    rows = [("a.jpg", 0, [[1, 1, 10, 10]]), ("../outside.jpg", 0, [[1, 1, 10, 10]]),
+            (str(tmp_path / "outside.jpg"), 0, [[1, 1, 10, 10]]), ("b/../../outside.jpg", 0, [[1, 1, 10, 10]])]
+    images, meta = write_wsoleval(str(tmp_path), rows, {p: (40, 30) for p, _, _ in rows})
+    ds = build_dataset("wsoleval", root=images, metadata_root=meta, num_classes=5)
+    assert [r.image_id for r in ds.records] == ["a.jpg"] and dict(ds.skipped) == {"unsafe_id": 3}
+    with pytest.raises(WsolError, match="not a relative path below"):
+        map_path(str(tmp_path / "maps"), "../x")
+    assert map_path("maps", "val/a.JPEG") == os.path.join("maps", "val/a.JPEG.npy")
+    assert load_maps(str(tmp_path), ["/etc/passwd", "../x"])[1] == ["unsafe_id", "unsafe_id"]
+
+
+def test_a_decompression_bomb_is_a_counted_skip(tmp_path, monkeypatch):
+    write_image(str(tmp_path / "images/small.png"), (40, 30))
+    write_image(str(tmp_path / "images/bomb.png"), (200, 200))
+    rows = [("small.png", 0, [[1, 1, 10, 10]]), ("bomb.png", 0, [[1, 1, 10, 10]])]
+    images, meta = write_wsoleval(str(tmp_path), rows, {"small.png": (40, 30), "bomb.png": (200, 200)})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 200 × 200 > twice the limit: PIL raises
+    ds = build_dataset("wsoleval", root=images, metadata_root=meta, num_classes=5)
+    batch = collate([ds[0], ds[1]])
+    assert batch.ids == ["small.png"] and batch.skipped == [("bomb.png", "decompression_bomb")]
+
+
+def test_maps_from_files_keep_labels_of_any_class_range(tmp_path):
+    """No model: the metadata's labels are the classes (a 1,200-class set is not cut to ImageNet's 1,000)."""
+    from conftest import compose
+
+    from wsol.cams.from_files import save_maps
+    from wsol.evaluate import evaluate
+
+    rows = [(f"{i}.png", label, [[2, 2, 20, 20]]) for i, label in enumerate([3, 999, 1000, 1199])]
+    for path, _, _ in rows:
+        write_image(str(tmp_path / "images" / path), (40, 30))
+    images, meta = write_wsoleval(str(tmp_path), rows, {p: (40, 30) for p, _, _ in rows})
+    maps = np.zeros((4, 30, 40), dtype=np.float32)
+    maps[:, 2:20, 2:20] = 1.0
+    save_maps(str(tmp_path / "maps"), [p for p, _, _ in rows], maps)
+    out = evaluate(compose("dataset=wsoleval", f"dataset.root={images}", f"dataset.metadata_root={meta}",
+                           "method=from_files", f"method.maps_dir={tmp_path / 'maps'}", "eval.bootstrap=0"))
+    assert out.info["images"] == 4 and out.info["skipped"] == {}

@@ -353,6 +353,27 @@ def test_image_cache_fills_once_and_gives_the_same_results(tmp_path, monkeypatch
     assert reseeded.use_image_cache(os.path.join(cache, "images")).filled() == 0  # other images, other key
 
 
+def test_a_second_process_that_saw_no_cache_file_never_truncates_the_first_ones(tmp_path, monkeypatch):
+    """Two processes start on an empty cache: the one that checks second still finds no file (the race), and
+    creates its own; the first one's file, which it maps and fills, is kept as it is."""
+    import numpy as np
+
+    from wsol.data.cache import ImageCache
+
+    first = ImageCache(str(tmp_path), {"ids": ["a", "b"]}, 2, 8)
+    row = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    first.put(1, row, (40, 30))
+    real_isfile = os.path.isfile
+    monkeypatch.setattr(os.path, "isfile", lambda path: False if str(path).startswith(first.base) else real_isfile(path))
+    second = ImageCache(str(tmp_path), {"ids": ["a", "b"]}, 2, 8)
+    monkeypatch.undo()
+    for cache in (first, second):
+        image, size = cache.get(1)
+        assert np.array_equal(image, row) and size == (40, 30) and cache.get(0) is None
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(first.base) + s
+                                                  for s in (".images", ".sizes", ".filled"))  # no temporary left
+
+
 def test_job_folders_are_named_by_what_varies(tmp_path):
     from wsol.callbacks import SWEEP_FILE, job_dirname, varying_keys
 

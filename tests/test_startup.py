@@ -107,18 +107,29 @@ def test_whole_process_bench_runs_wsol_on_the_split_it_writes(tmp_path):
     assert phases["box sweep (every batch; the first one loads the kernels)"] > 0
 
 
-def test_files_are_written_with_the_users_umask(tmp_path):
-    """Atomic writes (mkstemp: 0600) get a plain open()'s mode, so colleagues on a shared cluster can read them."""
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_files_are_written_with_the_users_umask(tmp_path, monkeypatch, umask):
+    """Atomic writes get a plain open()'s mode (colleagues on a shared cluster read them) without wsol reading or
+    setting the process-wide umask (another thread's files would get the wrong mode meanwhile)."""
     import stat
 
     from wsol.io import atomic_write_text, read_arrays, write_arrays
 
-    atomic_write_text(str(tmp_path / "a.txt"), "x")
-    mask = os.umask(0)
-    os.umask(mask)
-    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
-    write_arrays(str(tmp_path / "b.npz"), ids=np.array(["x", "y"]), n=np.arange(3))
+    previous = os.umask(umask)
+    try:
+        def no_umask(_):
+            raise AssertionError("wsol changed the process umask")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        atomic_write_text(str(tmp_path / "a.txt"), "x")
+        write_arrays(str(tmp_path / "b.npz"), ids=np.array(["x", "y"]), n=np.arange(3))
+        monkeypatch.undo()
+    finally:
+        os.umask(previous)
+    for name in ("a.txt", "b.npz"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
     assert read_arrays(str(tmp_path / "b.npz"))["ids"].tolist() == ["x", "y"]
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.npz"]  # no temporary left
 
 
 EXIT_PROBE = """

@@ -234,7 +234,8 @@ class Evaluation:
                 self.scorer, self.layer, num_classes = FileScorer(cfg.method.maps_dir, self.device), None, None
             else:
                 self.scorer, num_classes = self._model_scorer()
-            if self.dataset.check_classes(num_classes or 1000):  # records dropped: other batches
+            # maps from files: no model, so the labels the metadata gives are the classes
+            if num_classes is not None and self.dataset.check_classes(num_classes):  # records dropped: re-plan
                 self._loading = None
                 self._plan_batches()
         except BaseException:

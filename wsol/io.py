@@ -13,29 +13,40 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "read_json", "write_arrays", "read_arrays"]
+__all__ = [
+    "is_safe_id", "atomic_write_bytes", "atomic_write_text", "write_json", "read_json", "write_arrays", "read_arrays"
+]
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # read it: os.umask sets and returns the old value
-    os.umask(mask)
-    return mask
+def is_safe_id(image_id: str) -> bool:
+    """Whether ``image_id`` names a file below the folder it is joined to: relative, no ``..`` part, no NUL
+    (ids become paths under the image root, ``maps_dir`` and ``method.maps_dir``)."""
+    parts = image_id.replace("\\", "/").split("/")
+    return bool(image_id) and not os.path.isabs(image_id) and ".." not in parts and "\0" not in image_id
 
 
-_FILE_MODE = 0o666 & ~_umask()  # read once, at import (single-threaded)
+def _create_temporary(folder: str, name: str) -> tuple[int, str]:
+    """A new file beside ``name`` in ``folder``, opened for writing. Created with mode ``0o666``, so the kernel
+    applies the umask as for a plain ``open()`` (the umask is never read or changed: it is process-wide)."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{name}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = _create_temporary(folder, os.path.basename(path))
     try:
-        os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600 whatever the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -13,12 +13,17 @@ import os
 import numpy as np
 import torch
 
-from ..io import atomic_write_bytes
+from ..errors import WsolError
+from ..io import atomic_write_bytes, is_safe_id
 
 __all__ = ["load_maps", "save_maps", "map_path"]
 
 
 def map_path(maps_dir: str, image_id: str) -> str:
+    """``maps_dir/<image_id>.npy``; an id that would name a file outside ``maps_dir`` (absolute, or with a
+    ``..`` part) is refused."""
+    if not is_safe_id(image_id):
+        raise WsolError(f"image id {image_id!r} is not a relative path below {maps_dir}")
     return os.path.join(maps_dir, image_id + ".npy")
 
 
@@ -26,6 +31,10 @@ def load_maps(maps_dir: str, ids: list[str]) -> tuple[list[torch.Tensor | None],
     """Each id's map as a float32 ``[h, w]`` tensor, or ``None`` with a skip reason (``maps_dir`` must exist)."""
     maps, reasons = [], []
     for image_id in ids:
+        if not is_safe_id(image_id):
+            maps.append(None)
+            reasons.append("unsafe_id")
+            continue
         path = map_path(maps_dir, image_id)
         try:
             array = np.load(path, allow_pickle=False)

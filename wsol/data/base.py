@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import WsolError
+from ..io import is_safe_id
 from .cache import ImageCache
 
 __all__ = [
@@ -133,8 +134,8 @@ def _check_boxes(boxes: np.ndarray, size: tuple[int, int] | None) -> tuple[np.nd
 class WsolDataset(Dataset):
     """Images + labels + boxes (+ masks) from a list of :class:`Record`, with counted skips.
 
-    Records that are unusable (no box where boxes are required, inverted box, missing file, class id
-    out of range) are dropped and counted in :attr:`skipped`: at construction, the class range last, or
+    Records that are unusable (an id that is not a relative path below the root, no box where boxes are
+    required, inverted box, missing file, class id out of range) are dropped and counted in :attr:`skipped`: at construction, the class range last, or
     with ``num_classes=None`` later by :meth:`check_classes` (an evaluation starts loading images before
     its model is built). Images that cannot be decoded are reported per batch through :attr:`Batch.skipped`.
     """
@@ -202,6 +203,8 @@ class WsolDataset(Dataset):
         return bool(outside)
 
     def _validate(self, record: Record, requires_boxes: bool, check_files: bool) -> str | None:
+        if not is_safe_id(record.image_id):
+            return "unsafe_id"
         if requires_boxes and len(record.boxes) == 0:
             return "no_boxes"
         boxes, reason, n_clipped = _check_boxes(np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4), record.size)
@@ -277,6 +280,8 @@ class WsolDataset(Dataset):
             return {"id": record.image_id, "skip": "unreadable_mask"}
         try:
             resized, decoded = self._eval_image(index, record)
+        except Image.DecompressionBombError:  # more pixels than PIL's MAX_IMAGE_PIXELS allows twice over
+            return {"id": record.image_id, "skip": "decompression_bomb"}
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             return {"id": record.image_id, "skip": "unreadable_image"}
         size = record.size or decoded  # the metadata's size wins, as in the reference; a mismatch is counted

@@ -2,7 +2,8 @@
 
 Rows of a memory-mapped ``uint8 [N, S, S, 3]`` file are filled on first read, with the decoded
 image's ``(width, height)`` beside them and a flag written after the row: a killed run leaves unflagged
-rows, which are decoded again. Each process (DataLoader workers included) opens the maps itself.
+rows, which are decoded again. Each process (DataLoader workers included) opens the maps itself; the
+files are created whole and linked into place, so a process never truncates a file another one maps.
 The key covers the dataset's name, image folder, eval size and records (ids, labels, boxes); delete
 the folder after changing image files in place.
 """
@@ -12,10 +13,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 
 import numpy as np
 
 __all__ = ["ImageCache"]
+
+
+def _create_zeroed(path: str, nbytes: int) -> None:
+    """A zero-filled file of ``nbytes`` at ``path``, made whole under a temporary name, then linked in: a file
+    another process created (and maps) meanwhile is kept, never truncated; one of the wrong size (an older
+    layout, never mapped at this size) is replaced by a rename, which leaves existing mappings intact."""
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    with open(tmp, "xb") as f:
+        f.truncate(nbytes)
+    try:
+        if os.path.isfile(path):
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    except FileExistsError:
+        pass  # created by another process first: its file is the cache
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class ImageCache:
@@ -28,9 +49,10 @@ class ImageCache:
         self.count, self.size = count, size
         self._pid: int | None = None
         for suffix, shape, dtype in self._files():
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
             path = self.base + suffix
-            if not os.path.isfile(path) or os.path.getsize(path) != int(np.prod(shape)) * np.dtype(dtype).itemsize:
-                np.memmap(path, dtype=dtype, mode="w+", shape=shape).flush()
+            if not os.path.isfile(path) or os.path.getsize(path) != nbytes:
+                _create_zeroed(path, nbytes)
 
     def _files(self) -> tuple[tuple[str, tuple[int, ...], type], ...]:
         return (
