@@ -78,7 +78,8 @@ def _former(record) -> np.ndarray:
 def test_every_box_rescales_as_wsolevaluation_computes_it(dataset, split, wsoleval_data):
     records, boxes, sizes = _split(wsoleval_data, dataset, split)
     ours = np.concatenate([rescale_boxes(r.boxes, r.size, 224, BoxRescale.wsoleval) for r in records])
-    theirs = np.array([wsoleval_resize_bbox(b, sizes[r.image_id], (224, 224)) for r in records for b in boxes[r.image_id]])
+    theirs = np.array([wsoleval_resize_bbox(b, sizes[r.image_id], (224, 224))
+                       for r in records for b in boxes[r.image_id]])
     assert len(theirs) == sum(len(b) for b in boxes.values()) and len(theirs) >= 1000
     np.testing.assert_array_equal(ours, theirs)
     assert (np.concatenate([_former(r) for r in records]) != theirs).any(axis=1).sum() >= 1  # the test can fail

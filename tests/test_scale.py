@@ -187,6 +187,35 @@ def test_cli_kill_and_resume(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_and_sigterm_stop_with_one_line_and_resume(tmp_path, signum, code, name):
+    """Ctrl-C, or SLURM's pre-emption (SIGTERM): one line, the finished batches saved, the shell's exit code, and
+    the same command resumes to the numbers of an uninterrupted run."""
+    env = {"WSOL_CACHE": str(tmp_path / "cache")}
+    args = ["limit=40", "batch_size=4", "num_workers=0", "progress=false"]
+    run_dir = tmp_path / "run"
+    proc = wsol(*args, f"hydra.run.dir={run_dir}", env=env, wait=False)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((run_dir / "partials").glob("batch_*.npz"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {name}") and f"hydra.run.dir={run_dir} resumes it" in last
+    assert "Traceback" not in err
+    done_before = len(list((run_dir / "partials").glob("batch_*.npz")))
+    assert 2 <= done_before < 10 and not (run_dir / "metrics.json").exists()
+    again = wsol(*args, f"hydra.run.dir={run_dir}", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming: {done_before} of 10 batches already done" in again.stdout + again.stderr
+    straight = wsol(*args, f"hydra.run.dir={tmp_path / 'straight'}", "cache_dir=null", env=env)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    metrics = [json.loads((d / "metrics.json").read_text())["metrics"] for d in (run_dir, tmp_path / "straight")]
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.slow
 def test_two_shards_merge_to_one_run(tmp_path):
     env = {"WSOL_CACHE": str(tmp_path / "cache")}
     args = ["limit=30", "batch_size=4", "num_workers=0", "method=gradcampp"]
@@ -364,7 +393,7 @@ def test_a_second_process_that_saw_no_cache_file_never_truncates_the_first_ones(
     row = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
     first.put(1, row, (40, 30))
     real_isfile = os.path.isfile
-    monkeypatch.setattr(os.path, "isfile", lambda path: False if str(path).startswith(first.base) else real_isfile(path))
+    monkeypatch.setattr(os.path, "isfile", lambda p: False if str(p).startswith(first.base) else real_isfile(p))
     second = ImageCache(str(tmp_path), {"ids": ["a", "b"]}, 2, 8)
     monkeypatch.undo()
     for cache in (first, second):

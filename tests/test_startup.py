@@ -153,8 +153,8 @@ def build():
     threading.Thread(target=late).start()  # a non-daemon thread that ends by itself
     build.pool = multiprocessing.get_context("spawn").Pool(1)  # a pool never closed
     atexit.register(lambda: open(os.path.join(FOLDER, "atexit"), "w").write("ran"))
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1000))
-    return net
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 1000))
 """
 
 

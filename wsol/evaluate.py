@@ -14,9 +14,6 @@ run resumed after a kill (:class:`~wsol.state.PartialStore`) and shards merged a
 
 from __future__ import annotations
 
-import functools
-import glob
-import hashlib
 import logging
 import math
 import os
@@ -30,8 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import __version__
 from .allocator import keep_freed_memory
+from .cache import write_key
 from .cams import build_method
 from .cams.from_files import save_maps
 from .cams.layout import LayoutRequest
@@ -40,6 +37,7 @@ from .data import build_dataset, collate
 from .data.base import Batch
 from .errors import WsolError
 from .faithfulness import Faithfulness, FaithfulnessOptions
+from .identity import library_versions, run_identity
 from .localize import localize, sweep_thresholds
 from .localize.sweep import load_kernel
 from .maps import eval_maps, quantize
@@ -71,6 +69,7 @@ __all__ = [
     "merge_shards",
     "resolve_workers",
     "run_fingerprint",
+    "map_key",
     "map_store",
     "thresholds_of",
 ]
@@ -148,18 +147,6 @@ def thresholds_of(localize_cfg) -> np.ndarray:
     return np.array([float(localize_cfg.threshold)])
 
 
-@functools.cache
-def _source_hash(*patterns: str) -> str:
-    """Hash of wsol's source files matching ``patterns`` (relative to the package), and its version; read once
-    per process (the code a process runs does not change under it)."""
-    root = os.path.dirname(os.path.abspath(__file__))
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(p for pattern in patterns for p in glob.glob(os.path.join(root, pattern), recursive=True)):
-        with open(path, "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()[:16]
-
-
 def _result_speed(config: dict) -> dict:
     """The speed settings that can change a number: all but the loop's overlap, the box engine's threads and
     the allocator's reuse of freed memory."""
@@ -168,27 +155,38 @@ def _result_speed(config: dict) -> dict:
 
 
 def run_fingerprint(config: dict) -> str:
-    """Identity of a run's results: the result-relevant config and all of wsol's code (shards share it).
+    """Identity of a run's results: the result-relevant config and what it is made of by content
+    (:func:`wsol.identity.run_identity`: wsol's code, the libraries' versions, the device type, the bytes of the
+    checkpoint, metadata and prediction files); shards share it.
 
     Settings that cannot change a number are left out: the box engine (both give identical results,
     tested), the loop's overlap, the box engine's threads and the allocator's reuse, reports, progress output,
     sharding.
     """
     localize_cfg = {k: v for k, v in (config.get("localize") or {}).items() if k != "engine"}
-    relevant = {**config, "localize": localize_cfg, "speed": _result_speed(config), "code": _source_hash("**/*.py")}
+    relevant = {**config, "localize": localize_cfg, "speed": _result_speed(config), "identity": run_identity(config)}
     return fingerprint(relevant, drop=("shard", "report", "figures", "progress"))
 
 
-def map_store(config: dict) -> str | None:
-    """Where a run's score maps are kept: the map cache under ``cache_dir``, keyed by everything that determines
-    the maps (batches are global, so shards share it); ``None`` without a cache."""
-    if not config.get("cache_dir"):
-        return None
+def map_key(config: dict, weights: str | None = None) -> dict:
+    """Everything that determines a run's score maps and top-5 predictions: the dataset, model, method and the
+    settings that shape them, with the content identity (:func:`wsol.identity.run_identity`) and the weights the
+    model actually loaded (``weights``: :attr:`wsol.models.LoadedModel.weights`)."""
     keys = ("dataset", "model", "method", "limit", "batch_size", "speed", "seed")
     key = {k: config.get(k) for k in keys}
-    key["speed"] = _result_speed(config)
-    key.update(target=config["eval"]["target"], code=_source_hash("cams/*.py", "models/*.py", "scoring.py"))
-    return os.path.join(os.path.expanduser(config["cache_dir"]), "maps", fingerprint(key))
+    key.update(speed=_result_speed(config), target=config["eval"]["target"], identity=run_identity(config),
+               weights=weights)
+    key["identity"]["files"].pop("eval.predictions", None)  # top-1 / top-5 classes from a file: not in the maps
+    key["identity"]["files"].pop("eval.classifier", None)
+    return key
+
+
+def map_store(config: dict, weights: str | None = None) -> str | None:
+    """Where a run's score maps are kept: the map cache under ``cache_dir``, keyed by :func:`map_key` (batches
+    are global, so shards share it); ``None`` without a cache."""
+    if not config.get("cache_dir"):
+        return None
+    return os.path.join(os.path.expanduser(config["cache_dir"]), "maps", fingerprint(map_key(config, weights)))
 
 
 def _shard_range(num_batches: int, index: int, count: int) -> range:
@@ -291,7 +289,9 @@ class Evaluation:
                               seed=cfg.seed, layout=layout, **options)
         if cfg.speed.compile:
             compile_around(model.module, layers, "default" if cfg.speed.compile is True else str(cfg.speed.compile))
-        store = map_store(self.config)
+        store = map_store(self.config, model.weights)
+        if store is not None:
+            write_key(store, map_key(self.config, model.weights))
         if store is None and cfg.report and self.run_dir:
             store = os.path.join(self.run_dir, "maps")
         if cfg.eval.faithfulness:
@@ -313,6 +313,7 @@ class Evaluation:
         cfg = self.cfg
         return {
             "fingerprint": run_fingerprint(self.config),
+            "libraries": library_versions(),
             "shard": {"index": cfg.shard.index, "count": cfg.shard.count},
             "batches": len(self.batches),
             "layer": self.layer,
@@ -604,6 +605,12 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
             stage.submit(index, batch, scores)
             progress.update(len(evaluation.batches[index]))
         stage.finish()
+    except KeyboardInterrupt:  # Ctrl-C, or the CLI's SIGTERM: the batches already scored are finished and saved
+        try:
+            stage.finish()
+        except BaseException:  # noqa: BLE001 - a second interrupt, or a batch that failed: stop now
+            pass
+        raise
     finally:
         stage.shutdown()
         progress.close()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -117,12 +119,35 @@ def run(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> di
     return summary
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM's pre-emption, ``kill``) raised in the main thread, to stop as Ctrl-C does."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _stopped(error: KeyboardInterrupt, run_dir: str | None = None, resume: str | None = None) -> None:
+    """One line on how the run stopped and how to resume it; exit 130 (SIGINT) or 143 (SIGTERM), as a shell does."""
+    signal_name = "SIGTERM" if isinstance(error, Terminated) else "SIGINT (Ctrl-C)"
+    message = f"stopped by {signal_name}"
+    if run_dir:
+        partials = os.path.join(run_dir, "partials")
+        done = len([n for n in os.listdir(partials) if n.startswith("batch_")]) if os.path.isdir(partials) else 0
+        message += f": {done} finished batches saved in {partials}; the same command with {resume} resumes it"
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(143 if isinstance(error, Terminated) else 130)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
         run(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except KeyboardInterrupt as stop:
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        _stopped(stop, run_dir, f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={run_dir}")
     except WsolError as e:
         message = f"error: {e}"
         print(message, file=sys.stderr, flush=True)
@@ -132,6 +157,10 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    """The CLI: pre-check the command line, then run it under Hydra. SIGTERM stops it as Ctrl-C does (the CLI's
+    handler only: importing wsol changes no signal handling)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     args = sys.argv[1:]
     if not any(a.startswith(("--", "-h")) and a not in ("-m", "--multirun") for a in args):
         try:
@@ -139,7 +168,12 @@ def main() -> None:
         except WsolError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-    _hydra_main()
+        except KeyboardInterrupt as stop:
+            _stopped(stop)
+    try:
+        _hydra_main()
+    except KeyboardInterrupt as stop:  # before or after a job (composing, a sweep's callbacks)
+        _stopped(stop)
 
 
 if __name__ == "__main__":

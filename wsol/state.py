@@ -123,11 +123,14 @@ class PartialStore:
     def __init__(self, folder: str, meta: dict) -> None:
         self.folder, self.meta = folder, meta
         meta_path = os.path.join(folder, "meta.json")
-        if os.path.isfile(meta_path) and read_json(meta_path).get("fingerprint") != meta["fingerprint"]:
-            raise WsolError(
-                f"{folder} holds partial results of another configuration or wsol version; use a new run folder "
-                "(hydra.run.dir=...) or delete it"
-            )
+        saved = read_json(meta_path) if os.path.isfile(meta_path) else None
+        if saved is not None and saved.get("fingerprint") != meta["fingerprint"]:
+            before, now = saved.get("libraries") or {}, meta.get("libraries") or {}
+            changed = [f"{k} {before.get(k)} (now {now.get(k)})" for k in now if before.get(k) != now.get(k)]
+            what = ("was written under " + ", ".join(changed)) if changed else (
+                "holds partial results of another configuration, code or input files")
+            raise WsolError(f"{folder} {what}; resume only with the same ones, or use a new run folder "
+                            "(hydra.run.dir=...) or delete it")
         write_json(meta_path, meta)
 
     def load(self) -> dict[int, BatchResult]:

@@ -135,9 +135,10 @@ class WsolDataset(Dataset):
     """Images + labels + boxes (+ masks) from a list of :class:`Record`, with counted skips.
 
     Records that are unusable (an id that is not a relative path below the root, no box where boxes are
-    required, inverted box, missing file, class id out of range) are dropped and counted in :attr:`skipped`: at construction, the class range last, or
-    with ``num_classes=None`` later by :meth:`check_classes` (an evaluation starts loading images before
-    its model is built). Images that cannot be decoded are reported per batch through :attr:`Batch.skipped`.
+    required, inverted box, missing file, class id out of range) are dropped and counted in :attr:`skipped`:
+    at construction, the class range last, or with ``num_classes=None`` later by :meth:`check_classes` (an
+    evaluation starts loading images before its model is built). Images that cannot be decoded are reported
+    per batch through :attr:`Batch.skipped`.
     """
 
     def __init__(

@@ -40,6 +40,8 @@ class LoadedModel:
     std: tuple[float, ...]
     num_classes: int
     category_names: Callable[[], list[str] | None] = field(default=lambda: None, repr=False)
+    weights: str | None = None  # the weights actually loaded: torchvision's enum member and file (its URL ends in
+    # the file's published hash), timm's pretrained tag and source; None: a checkpoint (keyed by its bytes) or random
 
     @property
     def categories(self) -> list[str] | None:
@@ -279,6 +281,7 @@ def build_model(
         raise WsolError(f"model.source must be builtin, timm or custom, got {source!r}")
     names: list[str] | None = None
     lookup: Callable[[], list[str]] | None = None  # names looked up when asked for
+    resolved = None
     if name == "efficientnet_lite0":
         if checkpoint:
             raise WsolError("efficientnet_lite0 ships its own weights; model.checkpoint is not supported for it")
@@ -292,6 +295,7 @@ def build_model(
     else:
         module, weights_enum = _torchvision_model(name, weights, num_classes)
         if weights_enum is not None:
+            resolved = f"{type(weights_enum).__name__}.{weights_enum.name} {weights_enum.url}"
             names = list(weights_enum.meta.get("categories") or []) or None
             transform = weights_enum.transforms()
             mean, std = mean or tuple(transform.mean), std or tuple(transform.std)
@@ -304,6 +308,7 @@ def build_model(
         std=tuple(std or IMAGENET_STD),
         num_classes=out_features,
         category_names=lookup or (lambda: names),
+        weights=resolved,
     )
 
 
@@ -324,9 +329,15 @@ def _external_model(name, source, checkpoint, num_classes, mean, std, pretrained
     if output:
         custom.select_output(module, str(output))
     classes = custom.check_logits(module.eval(), input_size, num_classes)
+    pretrained_cfg = getattr(module, "pretrained_cfg", None) if source == "timm" and pretrained else None
+    resolved = None
+    if pretrained_cfg and not checkpoint:
+        keys = ("architecture", "tag", "hf_hub_id", "hf_hub_filename", "url", "file")
+        resolved = " ".join(f"{k}={pretrained_cfg[k]}" for k in keys if pretrained_cfg.get(k))
     return LoadedModel(
         name=name, module=module, mean=tuple(mean or IMAGENET_MEAN), std=tuple(std or IMAGENET_STD),
         num_classes=classes, category_names=imagenet_categories if classes == 1000 else (lambda: None),
+        weights=resolved,
     )
 
 
