@@ -165,7 +165,7 @@ def test_bad_faithfulness_settings_are_one_line():
     for overrides, message in (
         (["eval.faithfulness=[deletions]"], "unknown metric deletions; valid: average_drop"),
         (["eval.faithfulness=[deletion]", "method=from_files", "method.maps_dir=/tmp"], "not method=from_files"),
-        (["eval.faithfulness=[deletion]", "perturbation.steps=0"], "at least 1"),
+        (["eval.faithfulness=[deletion]", "perturbation.steps=0"], "perturbation.steps=0: must be ≥ 1"),
     ):
         with pytest.raises(WsolError, match=message):
             validate(compose(*overrides))

@@ -9,13 +9,14 @@ from conftest import REPO
 
 # earliest first; a module may import from its own layer and the ones before it
 LAYERS = [
-    ("bottom", ("wsol", "wsol.errors", "wsol.registry", "wsol.io", "wsol.ops", "wsol.progress")),
+    ("bottom", ("wsol", "wsol.errors", "wsol.registry", "wsol.io", "wsol.ops", "wsol.progress",
+                "wsol.schema")),
     ("data", ("wsol.data",)),
     ("scoring", ("wsol.models", "wsol.cams", "wsol.scoring")),
     ("maps", ("wsol.maps", "wsol.faithfulness")),
     ("localize", ("wsol.localize",)),
     ("metrics", ("wsol.metrics",)),
-    ("state", ("wsol.state",)),
+    ("state", ("wsol.state", "wsol.identity", "wsol.cache")),
     ("config", ("wsol.config",)),
     ("loop", ("wsol.evaluate",)),
     ("outputs", ("wsol.report",)),

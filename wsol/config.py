@@ -16,15 +16,17 @@ import enum
 import inspect
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from .errors import WsolError
 from .registry import close_matches
+from .schema import Range, conforms, describe
 
 __all__ = [
     "CONF_DIR",
@@ -121,10 +123,23 @@ class LayoutKind(enum.StrEnum):  # how a layer's output holds its map (wsol/cams
     tokens = "tokens"  # a transformer's [B, N, C] tokens
 
 
+def setting(default: Any = MISSING, *, kind: Any = None, range: Range | None = None, nonempty: bool = False,
+            factory: Any = None) -> Any:
+    """A schema field with what OmegaConf's type cannot say: its real ``kind`` (a union such as a name or a list of
+    names; the field itself is then typed ``Any``), the ``range`` of its numbers, whether a string or list may be
+    empty. :func:`check_leaves` checks them all."""
+    metadata = {"kind": kind, "range": range, "nonempty": nonempty}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TokensConfig:
-    prefix: int | None = None  # tokens before the patch grid (class, distillation, registers); null: the model's
-    grid: list[int] | None = None  # [h, w] of the patch tokens; null: from their count and the input's aspect
+    # tokens before the patch grid (class, distillation, registers); null: the model's
+    prefix: int | None = setting(None, range=Range(0))
+    # [h, w] of the patch tokens; null: from their count and the input's aspect
+    grid: list[int] | None = setting(None, range=Range(1))
 
 
 @dataclass
@@ -133,30 +148,35 @@ class ModelConfig:
     source: Source = Source.builtin  # set by the model=timm and model=custom presets
     weights: str | None = "DEFAULT"  # torchvision weights enum name; null: random init
     checkpoint: str | None = None  # a local state_dict (fine-tuned, or saved by wsolevaluation's training)
-    num_classes: int | None = None  # the classifier's width; wsoleval_*: read from the checkpoint when null
-    layer: Any = None  # a dotted module name, or a list of them (fused); null: found by structure
+    num_classes: int | None = setting(None, range=Range(1))  # the classifier's width; wsoleval_*: from the checkpoint
+    # a dotted module name, or a list of them (fused); null: found by structure
+    layer: Any = setting(None, kind=str | list[str] | None, nonempty=True)
     fusion: Fusion = Fusion.mean  # several layers: mean | max of min-max maps, layercam: max of tanh(2M/max M)
     mean: list[float] | None = None  # input normalisation; null: the weights' own (ImageNet's)
-    std: list[float] | None = None
+    std: list[float] | None = setting(None, range=Range(0, low_open=True))
     layout: LayoutKind = LayoutKind.auto  # how the target layer's output holds its map
     tokens: TokensConfig = field(default_factory=TokensConfig)  # layout tokens: prefix count and grid
     # wsoleval_* models only (the reference's options that shape the network at evaluation):
     architecture: Architecture = Architecture.cam  # --wsol_method's architecture type
     large_feature_map: bool = False  # --large_feature_map: 28×28 maps instead of 14×14
-    acol_drop_threshold: float = 0.7  # --acol_threshold: acol erases where the first head's attention ≥ it
+    # --acol_threshold: acol erases where the first head's attention ≥ it
+    acol_drop_threshold: float = setting(0.7, range=Range(0, 1))
     # model=timm and model=custom:
     pretrained: bool = True  # timm: its pretrained weights (from its hub)
     target: str | None = None  # custom: pkg.module.builder or path/to/file.py:builder (Hydra's _target_)
-    kwargs: Any = None  # a dict: custom: the builder's arguments; timm: create_model's (model.kwargs='{k: v}')
+    # a dict: custom: the builder's arguments; timm: create_model's (model.kwargs='{k: v}')
+    kwargs: Any = setting(None, kind=dict | None)
     output: str | None = None  # the logits' key, index or attribute when the forward returns a dict/tuple/object
 
 
 @dataclass
 class LocalizeConfig:
     mode: Mode = MISSING
-    interval: float | None = MISSING  # sweep: np.arange(0, 1, interval); also the PxAP bin width
-    threshold: Any = MISSING  # fixed: the one threshold, a fraction of the map's max, or from:VAL_RUN_DIR (the
-    # threshold that run chose: its loc_threshold, read from its metrics.json)
+    # sweep: np.arange(0, 1, interval); also the PxAP bin width
+    interval: float | None = setting(range=Range(0, 1, low_open=True, high_open=True))
+    # fixed: the one threshold, a fraction of the map's max, or from:VAL_RUN_DIR (the threshold that run chose:
+    # its loc_threshold, read from its metrics.json)
+    threshold: Any = setting(kind=float | str | None, range=Range(0, 1, high_open=True))
     backend: Rule = MISSING
     resize: Resize = Resize.bicubic  # map upsampling to the eval size
     normalize: Normalize = Normalize.after_resize
@@ -169,18 +189,21 @@ class LocalizeConfig:
 @dataclass
 class EvalConfig:
     target: Target = Target.gt
-    iou_thresholds: list[int] = field(default_factory=lambda: [30, 50, 70])
+    iou_thresholds: list[int] = setting(factory=lambda: [30, 50, 70], range=Range(0, 100, True, True), nonempty=True)
     records: bool = True  # per-image IoU and box in per_image.csv
-    pointing_tolerance: float = 15.0  # pixels at the eval size (TorchRay's default)
+    pointing_tolerance: float = setting(15.0, range=Range(0))  # pixels at the eval size (TorchRay's default)
     strict_class_loc: bool = False  # top-1 / top-5 loc count IoU > δ, not ≥ δ (TS-CAM's cls_loc_err)
     clip_gt_boxes: bool = False  # clip GT corners to S - 1 at the eval size S (TS-CAM's loaders)
-    classifier: Any = None  # top-1 / top-5 classes from another model: a model= preset (densenet161) or its keys
+    # top-1 / top-5 classes from another model: a model= preset (densenet161) or its keys
     # ({source: timm, name: tf_efficientnet_b7}, {name: resnet50, checkpoint: PATH, num_classes: 200})
+    classifier: Any = setting(None, kind=str | dict | None)
     predictions: str | None = None  # or from a file: image id → top-5 classes (CSV id,c1,…,c5 or JSON {id: [c1, …]})
     faithfulness: list[str] = field(default_factory=list)  # opt-in: average_drop, increase_in_confidence, deletion,
     # insertion, road (perturbation.* says how)
-    bootstrap: int = 1000  # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
-    bootstrap_seed: int = 0  # the resamples' seed: runs on the same images draw the same resamples (paired)
+    # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
+    bootstrap: int = setting(1000, range=Range(0))
+    # the resamples' seed: runs on the same images draw the same resamples (paired)
+    bootstrap_seed: int = setting(0, range=Range(0))
 
 
 class Score(enum.StrEnum):
@@ -204,39 +227,46 @@ class PerturbationConfig:
     """How eval.faithfulness perturbs images (wsol/faithfulness.py, docs/faithfulness.md)."""
 
     score: Score = Score.softmax
-    steps: int = 20  # deletion / insertion: points ceil(P / steps) pixels apart (torchcam's rule)
+    # deletion / insertion: points ceil(P / steps) pixels apart (torchcam's rule)
+    steps: int = setting(20, range=Range(1))
     baseline: Baseline = Baseline.zero
     multiply: Multiply = Multiply.normalized  # average drop / increase in confidence: how the map masks
     relative: bool = True  # average drop divided by the original score (the paper, torchcam); false: pytorch-grad-cam
-    chunk: int = 64  # perturbed images per forward (the memory budget)
-    road_percentiles: list[int] = field(default_factory=lambda: [10, 20, 30, 40, 50, 60, 70, 80, 90])
-    road_noise: float = 0.01  # ROAD: the imputed pixels' noise (standard deviation, in normalised input units)
+    chunk: int = setting(64, range=Range(1))  # perturbed images per forward (the memory budget)
+    road_percentiles: list[int] = setting(factory=lambda: [10, 20, 30, 40, 50, 60, 70, 80, 90],
+                                          range=Range(0, 100, True, True), nonempty=True)
+    # ROAD: the imputed pixels' noise (standard deviation, in normalised input units)
+    road_noise: float = setting(0.01, range=Range(0))
 
 
 @dataclass
 class SpeedConfig:
     precision: Precision = Precision.fp32  # bf16: autocast the forward and backward; maps stay float32
-    channels_last: Any = "auto"  # model and inputs channels-last; auto: on a CPU device (oneDNN is faster so)
+    # model and inputs channels-last; auto: on a CPU device (oneDNN is faster so)
+    channels_last: Any = setting("auto", kind=bool | Literal["auto"])
     fold_batchnorm: bool = True  # eval batch norms folded into the convolutions feeding them (wsol/models/fold.py)
-    keep_freed_memory: Any = "auto"  # glibc keeps freed blocks for the next batch (wsol/allocator.py); auto: on a CPU
-    compile: Any = False  # true, or a torch.compile mode (reduce-overhead, max-autotune): all but the target layer
+    # glibc keeps freed blocks for the next batch (wsol/allocator.py); auto: on a CPU
+    keep_freed_memory: Any = setting("auto", kind=bool | Literal["auto"])
+    # true, or a torch.compile mode (reduce-overhead, max-autotune): all but the target layer
+    compile: Any = setting(False, kind=bool | Literal["default", "reduce-overhead", "max-autotune"])
     overlap: bool = True  # localize and accumulate batch i on a CPU thread while batch i+1 is scored
-    box_threads: int | None = None  # threads of the box engine (numba); null: half the cores when the loop
-    # overlaps on a CPU device (scoring keeps torch's threads), else every core
+    # threads of the box engine (numba); null: half the cores when the loop overlaps on a CPU device (scoring keeps
+    # torch's threads), else every core
+    box_threads: int | None = setting(None, range=Range(1))
 
 
 @dataclass
 class ShardConfig:
-    index: int = 0  # evaluate contiguous shard index of count, then python -m wsol.merge
-    count: int = 1
+    index: int = setting(0, range=Range(0))  # evaluate contiguous shard index of count, then python -m wsol.merge
+    count: int = setting(1, range=Range(1))
 
 
 @dataclass
 class FiguresConfig:
-    num_images: int = 8  # sample shown per run: evenly spaced over the evaluated images
-    extremes: int = 4  # best and worst localized images shown
+    num_images: int = setting(8, range=Range(0))  # sample shown per run: evenly spaced over the evaluated images
+    extremes: int = setting(4, range=Range(0))  # best and worst localized images shown
     colormap: str = "jet"  # any Matplotlib colormap
-    alpha: float = 0.5  # map opacity over the image
+    alpha: float = setting(0.5, range=Range(0, 1))  # map opacity over the image
 
 
 @dataclass
@@ -254,10 +284,11 @@ class WsolConfig:
     method: Any = MISSING  # a CAM method's schema (derived from its options)
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    batch_size: int = 32
-    num_workers: Any = "auto"  # DataLoader workers: auto = the cores this process may use, less one
-    limit: int | None = None  # evaluate only the first N images of the split
-    seed: int = 0  # seed of the stochastic methods; sweeps over seeds aggregate as mean ± std
+    batch_size: int = setting(32, range=Range(1))
+    # DataLoader workers: auto = the cores this process may use, less one
+    num_workers: Any = setting("auto", kind=int | Literal["auto"], range=Range(0))
+    limit: int | None = setting(None, range=Range(1))  # evaluate only the first N images of the split
+    seed: int = setting(0, range=Range(0))  # seed of the stochastic methods; sweeps over seeds aggregate as mean ± std
     cache_dir: str | None = "${oc.env:WSOL_CACHE,'~/.cache/wsol'}"  # score maps per batch; null: off
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     shard: ShardConfig = field(default_factory=ShardConfig)
@@ -268,7 +299,8 @@ class WsolConfig:
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
     report: bool = False  # figures/ and report.html in the run folder (and the sweep folder)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
-    progress: Any = "auto"  # auto: a bar on a terminal, a line every 30 s otherwise; false: none
+    # auto: a bar on a terminal, a line every 30 s otherwise; false: none
+    progress: Any = setting("auto", kind=bool | Literal["auto"])
     table: TableConfig = field(default_factory=TableConfig)
 
 
@@ -277,12 +309,19 @@ def schema_from_signature(name: str, functions: list, exclude: tuple[str, ...] =
     their signatures; no default → required)."""
     fields: dict[str, tuple] = {}
     for function in functions:
-        hints = typing.get_type_hints(function)
+        hints = typing.get_type_hints(function, include_extras=True)
         for p in inspect.signature(function).parameters.values():
             if p.kind is not p.KEYWORD_ONLY or p.name in exclude or p.name in fields:
                 continue
             default = MISSING if p.default is p.empty else p.default
-            fields[p.name] = (p.name, hints.get(p.name, Any), field(default=default))
+            hint, extras = hints.get(p.name, Any), ()
+            if typing.get_origin(hint) is typing.Annotated:  # Annotated[int, Range(1)]
+                hint, *extras = typing.get_args(hint)
+            if typing.get_origin(hint) is Literal:  # Literal["a", "b"]: an enum OmegaConf checks
+                hint = enum.StrEnum(f"{name.title()}{p.name.title()}".replace("_", ""), {v: v for v in typing.get_args(
+                    hint)})
+            bounds = next((e for e in extras if isinstance(e, Range)), None)
+            fields[p.name] = (p.name, hint, setting(default, range=bounds))
     spec = [("name", str, field(default=name)), *fields.values()]
     return dataclasses.make_dataclass(f"{name.title().replace('_', '')}Config", spec)
 
@@ -309,11 +348,59 @@ def register_configs() -> None:
 register_configs()
 
 
-def group_choices(group: str) -> list[str]:
-    """The choices of a config group: its ConfigStore entries and its YAML files."""
+def group_choices(group: str, conf_dirs: tuple[str, ...] = (CONF_DIR,)) -> list[str]:
+    """The choices of a config group: its ConfigStore entries and its YAML files in ``conf_dirs``."""
     stored = ConfigStore.instance().repo.get(group, {})
-    files = os.listdir(os.path.join(CONF_DIR, group)) if os.path.isdir(os.path.join(CONF_DIR, group)) else []
+    files = [n for d in conf_dirs if os.path.isdir(os.path.join(d, group)) for n in os.listdir(os.path.join(d, group))]
     return sorted({name.removesuffix(".yaml") for name in [*stored, *files] if name.endswith(".yaml")})
+
+
+def _leaf_fields(schema: Any, prefix: str = "") -> list[tuple[str, dataclasses.Field, Any]]:
+    """``(dotted key, field, resolved type)`` of every leaf of a schema dataclass, nested schemas walked."""
+    hints = typing.get_type_hints(schema)
+    out = []
+    for f in dataclasses.fields(schema):
+        kind = hints.get(f.name, f.type)
+        if dataclasses.is_dataclass(kind):
+            out += _leaf_fields(kind, f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", f, kind))
+    return out
+
+
+def schema_leaves(cfg: DictConfig | None = None) -> list[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf a user can set: of :class:`WsolConfig` and of the dataset and method schemas ``cfg`` chose
+    (with no ``cfg``: the top-level schema's only)."""
+    leaves = [(k, f, t) for k, f, t in _leaf_fields(WsolConfig) if k not in ("dataset", "method")]
+    for group in ("dataset", "method"):
+        schema = OmegaConf.get_type(cfg, group) if cfg is not None and group in cfg else None
+        if dataclasses.is_dataclass(schema):
+            leaves += [(f"{group}.{k}", f, t) for k, f, t in _leaf_fields(schema) if k != "name"]
+    return leaves
+
+
+def check_leaves(cfg: DictConfig) -> None:
+    """Every set leaf against its declared kind (the schema field's ``kind``, else its type), range and
+    emptiness: one :class:`WsolError` line naming the key, the value and what it expects."""
+    for key, f, kind in schema_leaves(cfg):
+        if OmegaConf.is_missing(cfg, key):
+            continue
+        value = OmegaConf.select(cfg, key)
+        meta = f.metadata or {}
+        declared = meta.get("kind") or kind
+        shown = OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
+        if not conforms(value, declared):
+            hint = " (quote a number that names a module: model.layer='3')" if key == "model.layer" else ""
+            raise WsolError(f"{key}={shown!r}: expected {describe(declared)}{hint}")
+        if meta.get("nonempty") and isinstance(value, str | ListConfig | list) and len(value) == 0:
+            raise WsolError(f"{key}={shown!r}: expected {describe(declared)}, not empty")
+        bounds = meta.get("range")
+        if bounds is not None:
+            numbers = list(value) if isinstance(value, ListConfig | list) else [value]
+            outside = [v for v in numbers if v not in bounds]
+            if outside:
+                each = "each number " if isinstance(value, ListConfig | list) else ""
+                raise WsolError(f"{key}={shown!r}: {each}must be {bounds.describe()}")
 
 
 def _describe(annotation: Any) -> str:
@@ -363,14 +450,18 @@ def _one_line(error: Exception, override: str, defaults: DictConfig) -> str:
     return str(error).splitlines()[0]
 
 
-def compose_config(overrides: list[str] = (), conf_dir: str = CONF_DIR) -> DictConfig:
-    """The composed (untyped-view) config of ``overrides``, as ``python -m wsol.run`` composes it."""
+def compose_config(overrides: list[str] = (), conf_dir: str = CONF_DIR, config_name: str = "config",
+                   search_dirs: tuple[str, ...] = ()) -> DictConfig:
+    """The composed (untyped-view) config of ``overrides``, as ``python -m wsol.run`` composes it (``config_name``,
+    ``search_dirs``: its ``--config-name`` and ``--config-dir``)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    paths = ",".join("file://" + os.path.abspath(d) for d in search_dirs)
+    extra = [f"hydra.searchpath=[{paths}]"] if search_dirs else []
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    with initialize_config_dir(config_dir=os.path.abspath(conf_dir), version_base="1.3"):
+        return compose(config_name, overrides=[*extra, *overrides])
 
 
 def _sweep_variants(overrides: list[str]) -> list[list[str]]:
@@ -389,15 +480,17 @@ def _sweep_variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
-def check_overrides(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
+def check_overrides(overrides: list[str], conf_dir: str = CONF_DIR, config_name: str = "config",
+                    search_dirs: tuple[str, ...] = ()) -> None:
     """Compose every configuration a command line asks for (each value of a sweep) and validate it; a
-    problem is one :class:`WsolError` line, before any work starts."""
-    from hydra.errors import HydraException, OverrideParseException
+    problem is one :class:`WsolError` line, before any work starts (``conf_dir``, ``config_name``,
+    ``search_dirs``: Hydra's ``--config-path``, ``--config-name``, ``--config-dir``)."""
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
     for arg in overrides:  # an unknown group choice names the closest ones
         key, sep, value = arg.lstrip("+~").partition("=")
         if sep and key in GROUPS and value not in ("", "null"):
-            choices = group_choices(key)
+            choices = group_choices(key, (conf_dir, *search_dirs))
             for name in value.split(","):
                 if name not in choices:
                     hint = close_matches(name, choices) or choices[:8]
@@ -406,20 +499,35 @@ def check_overrides(overrides: list[str], conf_dir: str = CONF_DIR) -> None:
         variants = _sweep_variants([o for o in overrides if o not in ("-m", "--multirun")])
     except OverrideParseException as e:
         raise WsolError(f"cannot parse the overrides: {str(e).splitlines()[0]}") from None
+    results: dict[tuple[str, ...], DictConfig | Exception] = {}
+
+    def composed(variant: list[str]) -> DictConfig | Exception:
+        """The composition of ``variant``, or the error it raised (each prefix composed once)."""
+        if tuple(variant) not in results:
+            try:
+                results[tuple(variant)] = compose_config(variant, conf_dir, config_name, search_dirs)
+            except MissingConfigException as e:  # no such primary config (--config-name, --config-path)
+                raise WsolError(str(e).splitlines()[0]) from None
+            except (HydraException, ValueError) as e:
+                results[tuple(variant)] = e
+        return results[tuple(variant)]
+
     for variant in variants:
-        try:
-            cfg = compose_config(variant, conf_dir)
-        except (HydraException, ValueError) as error:
-            for i in range(1, len(variant) + 1):  # the first override that fails, against the config before it
-                try:
-                    compose_config(variant[:i], conf_dir)
-                except (HydraException, ValueError) as e:
-                    raise WsolError(_one_line(e, variant[i - 1], compose_config(variant[: i - 1], conf_dir))) from None
-            raise WsolError(str(error).splitlines()[0]) from None
+        cfg = composed(variant)
+        if isinstance(cfg, Exception):
+            low, high = 0, len(variant)  # variant[:low] composes, variant[:high] fails: the first failing override
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (low, middle) if isinstance(composed(variant[:middle]), Exception) else (middle, high)
+            before = composed(variant[:low])
+            if isinstance(before, Exception):
+                raise WsolError(str(cfg).splitlines()[0]) from None
+            raise WsolError(_one_line(composed(variant[:high]), variant[high - 1], before)) from None
         validate(cfg)
 
 
 THRESHOLD_FROM = "from:"
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def classifier_config(value) -> DictConfig:
@@ -489,13 +597,12 @@ def validate(cfg: DictConfig) -> None:
     missing = [k for k in missing if not k.startswith("localize.") or k.split(".")[1] in ("mode", "backend")]
     if missing:
         raise WsolError(f"{missing[0]} is not set (pass {missing[0]}=...)")
-    if cfg.batch_size < 1:
-        raise WsolError(f"batch_size must be at least 1, got {cfg.batch_size}")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise WsolError(f"limit must be at least 1 or null, got {cfg.limit}")
+    check_leaves(cfg)
+    if not DEVICE.fullmatch(str(cfg.device)):
+        raise WsolError(f"device={cfg.device!r}: expected auto, cpu, cuda, cuda:N or mps")
     loc = cfg.localize
-    if loc.mode == Mode.sweep and not (loc.interval is not None and 0 < loc.interval < 1):
-        raise WsolError(f"localize.interval must be in (0, 1) for a sweep, got {loc.interval}")
+    if loc.mode == Mode.sweep and loc.interval is None:
+        raise WsolError("localize.interval must be in (0, 1) for a sweep, got null")
     if loc.mode == Mode.fixed:
         if isinstance(loc.threshold, str) and loc.threshold.startswith(THRESHOLD_FROM):
             threshold_from_run(loc.threshold[len(THRESHOLD_FROM):])
@@ -523,29 +630,12 @@ def validate(cfg: DictConfig) -> None:
             raise WsolError(f"eval.faithfulness: unknown metric {unknown[0]}; valid: {', '.join(METRICS)}")
         if cfg.method.name == "from_files":
             raise WsolError("eval.faithfulness needs the model that made the maps (not method=from_files)")
-        if cfg.perturbation.steps < 1 or cfg.perturbation.chunk < 1:
-            raise WsolError("perturbation.steps and perturbation.chunk must be at least 1")
-        if not cfg.perturbation.road_percentiles or any(not 0 < p < 100 for p in cfg.perturbation.road_percentiles):
-            raise WsolError(f"perturbation.road_percentiles must be percentages in (0, 100), got "
-                            f"{list(cfg.perturbation.road_percentiles)}")
     if len(loc.empty_box) != 4:
         raise WsolError(f"localize.empty_box must be 4 numbers x0, y0, x1, y1, got {list(loc.empty_box)}")
     if cfg.eval.bootstrap < 0 or cfg.eval.bootstrap == 1:
         raise WsolError(f"eval.bootstrap must be 0 (off) or at least 2 resamples, got {cfg.eval.bootstrap}")
-    if cfg.shard.count < 1 or not 0 <= cfg.shard.index < cfg.shard.count:
+    if not cfg.shard.index < cfg.shard.count:
         raise WsolError(f"shard.index must be in [0, shard.count), got {cfg.shard.index} of {cfg.shard.count}")
-    if cfg.num_workers != "auto" and not (isinstance(cfg.num_workers, int) and cfg.num_workers >= 0):
-        raise WsolError(f"num_workers must be auto or a number ≥ 0, got {cfg.num_workers!r}")
-    if cfg.progress not in ("auto", True, False):
-        raise WsolError(f"progress must be auto, true or false, got {cfg.progress!r}")
-    modes = (False, True, "default", "reduce-overhead", "max-autotune")
-    if cfg.speed.compile not in modes:
-        raise WsolError(f"speed.compile must be false, true or a torch.compile mode ({', '.join(modes[2:])}), got "
-                        f"{cfg.speed.compile!r}")
-    if cfg.speed.channels_last not in ("auto", True, False):
-        raise WsolError(f"speed.channels_last must be auto, true or false, got {cfg.speed.channels_last!r}")
-    if cfg.speed.box_threads is not None and cfg.speed.box_threads < 1:
-        raise WsolError(f"speed.box_threads must be at least 1 or null, got {cfg.speed.box_threads}")
     model = cfg.model
     wsoleval_options = {
         "architecture": model.architecture != Architecture.cam,
@@ -563,8 +653,6 @@ def validate(cfg: DictConfig) -> None:
         raise WsolError("model=custom needs model.target=package.module.builder (or path/to/file.py:builder)")
     if model.source != Source.custom and model.target:
         raise WsolError("model.target builds your own module: use model=custom model.target=...")
-    if model.kwargs is not None and not isinstance(model.kwargs, DictConfig | dict):
-        raise WsolError(f"model.kwargs must be a dict such as model.kwargs='{{depth: 18}}', got {model.kwargs!r}")
     if not external and (model.kwargs or model.output):
         key = "kwargs" if model.kwargs else "output"
         raise WsolError(f"model.{key} is an option of model=timm and model=custom, not of model={model.name}")
@@ -574,18 +662,10 @@ def validate(cfg: DictConfig) -> None:
             raise WsolError(f"model.{key} must be three numbers (R, G, B){', all > 0' if key == 'std' else ''}, "
                             f"got {list(values)}")
     grid = model.tokens.grid
-    if grid is not None and (len(grid) != 2 or min(grid) < 1):
+    if grid is not None and len(grid) != 2:
         raise WsolError(f"model.tokens.grid must be [h, w] with h, w ≥ 1, got {list(grid)}")
-    if model.tokens.prefix is not None and model.tokens.prefix < 0:
-        raise WsolError(f"model.tokens.prefix must be ≥ 0 or null, got {model.tokens.prefix}")
-    if not 0 <= model.acol_drop_threshold <= 1:
-        raise WsolError(f"model.acol_drop_threshold must be in [0, 1], got {model.acol_drop_threshold}")
-    if model.num_classes is not None and model.num_classes < 1:
-        raise WsolError(f"model.num_classes must be at least 1 or null, got {model.num_classes}")
     if cfg.save_maps and not cfg.maps_dir:
         raise WsolError("save_maps=true needs maps_dir=/path/to/folder")
-    if cfg.figures.num_images < 0 or cfg.figures.extremes < 0 or not 0 <= cfg.figures.alpha <= 1:
-        raise WsolError("figures.num_images and figures.extremes must be ≥ 0 and figures.alpha in [0, 1]")
 
 
 def _lookup(config: dict, dotted: str):

@@ -146,9 +146,12 @@ def input_files(config: dict) -> dict[str, list[str]]:
 def device_type(device: str | None) -> str:
     """``cpu``, ``cuda``, ``mps``…: the device type a ``device`` setting resolves to (its maps differ in the last
     bits from another type's)."""
-    from .scoring import resolve_device
+    name = str(device or "auto")
+    if name == "auto":
+        import torch
 
-    return resolve_device(str(device or "auto")).type
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name.split(":")[0]
 
 
 def run_identity(config: dict) -> dict:

@@ -7,6 +7,8 @@ the wrong type or out of range is one ``error:`` line, before any work.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -20,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import register_resolvers
-from .config import check_overrides, protocol_label, resolve_threshold, to_dict
+from .config import CONF_DIR, check_overrides, protocol_label, resolve_threshold, to_dict
 from .errors import WsolError
 from .evaluate import EvalResult, evaluate, run_fingerprint
 from .io import atomic_write_text
@@ -156,15 +158,31 @@ def _hydra_main(cfg: DictConfig) -> None:
             sys.exit(2)  # a multirun goes on with its other jobs; aggregate lists the failure
 
 
+def hydra_flags(args: list[str]):
+    """The command line as Hydra's own parser reads it (``-c job``, ``-cn``, ``-cp``, ``-cd``, ``-i``, ``-m``,
+    ``--help``…; ``.overrides``: the rest), or ``None`` where Hydra will refuse it (it says why)."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return get_args_parser().parse_intermixed_args(args)
+    except SystemExit:
+        return None
+
+
 def main() -> None:
     """The CLI: pre-check the command line, then run it under Hydra. SIGTERM stops it as Ctrl-C does (the CLI's
     handler only: importing wsol changes no signal handling)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
-    args = sys.argv[1:]
-    if not any(a.startswith(("--", "-h")) and a not in ("-m", "--multirun") for a in args):
+    flags = hydra_flags(sys.argv[1:])
+    if flags is not None and not (flags.shell_completion or flags.experimental_rerun):
+        conf_dir = CONF_DIR
+        if flags.config_path:  # relative to this file's folder, as Hydra reads config_path
+            conf_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), flags.config_path)
         try:
-            check_overrides(args)
+            check_overrides(flags.overrides, conf_dir, flags.config_name or "config",
+                            (flags.config_dir,) if flags.config_dir else ())
         except WsolError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

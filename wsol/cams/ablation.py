@@ -8,8 +8,11 @@ positive per-image scale that leaves the map's shape, and hence the min-max map,
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
+from ..schema import Range
 from . import METHODS
 from .core import CamMethod, LayerCapture, target_scores
 from .perturb import active_channels, chunk_size, chunked, replace_output, zero_channels
@@ -23,7 +26,8 @@ class AblationCAM(CamMethod):
 
     needs_grad = False
 
-    def __init__(self, model, layer, *, memory_budget_mb: float = 1024, **kwargs) -> None:
+    def __init__(self, model, layer, *, memory_budget_mb: Annotated[float, Range(0, low_open=True)] = 1024,
+                 **kwargs) -> None:
         super().__init__(model, layer, **kwargs)
         self.memory_budget_mb = memory_budget_mb
 

@@ -18,8 +18,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
+from ..schema import Range
 from . import METHODS
 from .core import CamMethod, LayerCapture, seeded_noise, target_scores
 
@@ -69,7 +72,8 @@ def gradcampp_weights(
 
 @METHODS.register("gradcampp")
 class GradCAMpp(CamMethod):
-    def __init__(self, model, layer, *, alpha_norm: bool = False, eps: float = 0.0, **kwargs) -> None:
+    def __init__(self, model, layer, *, alpha_norm: bool = False, eps: Annotated[float, Range(0)] = 0.0,
+                 **kwargs) -> None:
         super().__init__(model, layer, **kwargs)
         self.alpha_norm, self.eps = bool(alpha_norm), float(eps)
 
@@ -86,8 +90,8 @@ class SmoothGradCAMpp(CamMethod):
     """
 
     def __init__(
-        self, model, layer, *, num_samples: int = 4, std: float = 0.3, alpha_norm: bool = False, eps: float = 0.0,
-        **kwargs,
+        self, model, layer, *, num_samples: Annotated[int, Range(1)] = 4, std: Annotated[float, Range(0)] = 0.3,
+        alpha_norm: bool = False, eps: Annotated[float, Range(0)] = 0.0, **kwargs,
     ):
         super().__init__(model, layer, **kwargs)
         self.num_samples, self.std, self.alpha_norm, self.eps = int(num_samples), float(std), bool(alpha_norm), eps

@@ -17,9 +17,12 @@ target logits of the masked inputs, softmax-normalised over the channels. ``mask
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
 
 from ..errors import WsolError
+from ..schema import Range
 from . import METHODS
 from .core import CamMethod, LayerCapture, seeded_noise, target_scores
 from .perturb import MASK_ORDERS, activation_masks, active_channels, chunk_size, chunked
@@ -40,10 +43,10 @@ class _MaskedScores(CamMethod):
         model,
         layer,
         *,
-        weighting: str = "probability",
-        mask_order: str = "upsample_first",
+        weighting: Literal["probability", "channel_softmax"] = "probability",
+        mask_order: Literal["upsample_first", "normalize_first"] = "upsample_first",
         align_corners: bool = False,
-        memory_budget_mb: float = 1024,
+        memory_budget_mb: Annotated[float, Range(0, low_open=True)] = 1024,
         **kwargs,
     ) -> None:
         super().__init__(model, layer, **kwargs)
@@ -92,7 +95,8 @@ class ScoreCAM(_MaskedScores):
 class SSCAM(_MaskedScores):
     """SS-CAM: noise field ``ε_i`` (one per sample, drawn on the CPU from ``seed``) added to every mask."""
 
-    def __init__(self, model, layer, *, num_samples: int = 35, std: float = 2.0, **kwargs) -> None:
+    def __init__(self, model, layer, *, num_samples: Annotated[int, Range(1)] = 35,
+                 std: Annotated[float, Range(0)] = 2.0, **kwargs) -> None:
         super().__init__(model, layer, **kwargs)
         self.num_samples, self.std = int(num_samples), float(std)
         self._noise: torch.Tensor | None = None
@@ -108,7 +112,8 @@ class SSCAM(_MaskedScores):
 class ISCAM(_MaskedScores):
     """IS-CAM: masks scaled by ``i/N``; ``path="cumulative"`` uses torchcam's ``Σ_{j≤i} j/N`` instead."""
 
-    def __init__(self, model, layer, *, num_samples: int = 10, path: str = "linear", **kwargs) -> None:
+    def __init__(self, model, layer, *, num_samples: Annotated[int, Range(1)] = 10,
+                 path: Literal["linear", "cumulative"] = "linear", **kwargs) -> None:
         super().__init__(model, layer, **kwargs)
         if path not in ("linear", "cumulative"):
             raise WsolError(f"method.path must be linear or cumulative, got {path!r}")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import WsolError
+from ..schema import Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -55,7 +57,7 @@ def build_coco(
     root: str,
     ann_file: str,
     category_map: dict[int, int] | None = None,
-    image_size: int = 224,
+    image_size: Annotated[int, Range(1)] = 224,
     box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:

@@ -9,10 +9,12 @@ y1=y+height`` and labels ``class-1``, exactly as wsolevaluation's CUB metadata.
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import WsolError
+from ..schema import Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -61,7 +63,7 @@ def build_cub(
     *,
     root: str,
     split: str = "test",
-    image_size: int = 224,
+    image_size: Annotated[int, Range(1)] = 224,
     box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 200,
 ) -> WsolDataset:

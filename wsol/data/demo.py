@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 from PIL import Image
 
+from ..schema import Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, resize_mask
 
@@ -136,7 +138,7 @@ class DemoDataset(WsolDataset):
         self,
         num_images: int = 120,
         seed: int = 0,
-        image_size: int = 224,
+        image_size: Annotated[int, Range(1)] = 224,
         box_rescale: BoxRescale = BoxRescale.wsoleval,
         num_classes: int | None = 1000,
     ):
@@ -173,9 +175,9 @@ class DemoDataset(WsolDataset):
 @DATASETS.register("demo")
 def build_demo(
     *,
-    num_images: int = 120,
-    seed: int = 0,
-    image_size: int = 224,
+    num_images: Annotated[int, Range(1)] = 120,
+    seed: Annotated[int, Range(0)] = 0,
+    image_size: Annotated[int, Range(1)] = 224,
     box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ):

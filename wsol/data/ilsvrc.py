@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import WsolError
+from ..schema import Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -81,7 +83,7 @@ def build_ilsvrc(
     root: str,
     ann_root: str | None = None,
     synsets_file: str | None = None,
-    image_size: int = 224,
+    image_size: Annotated[int, Range(1)] = 224,
     box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import WsolError
+from ..schema import Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -74,7 +76,7 @@ def build_wsoleval(
     metadata_root: str,
     split: str | None = None,
     mask_root: str | None = None,
-    image_size: int = 224,
+    image_size: Annotated[int, Range(1)] = 224,
     box_rescale: BoxRescale = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:
