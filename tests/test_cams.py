@@ -140,6 +140,17 @@ def test_cam_needs_a_gap_fc_layer():
         assert build_method("cam", net, layer)(torch.randn(1, 3, 5, 5), torch.tensor([0])).maps.shape == (1, 3, 3)
 
 
+def test_cam_checks_every_layer_it_fuses():
+    """Several layers: each is checked, not only the first (layer4 feeds GAP → FC; layer4.1.bn2 does not)."""
+    import torchvision
+
+    net = torchvision.models.resnet18(weights=None).eval()
+    x, label = torch.randn(1, 3, 64, 64), torch.tensor([3])
+    with pytest.raises(WsolError, match=r"layer4\.1\.bn2: its output reaches the classifier through AddBackward"):
+        build_method("cam", net, ["layer4", "layer4.1.bn2"])(x, label)
+    assert build_method("cam", net, ["layer4", "layer4.1"])(x, label).maps.shape == (1, 2, 2)
+
+
 def test_cam_refuses_a_layer_with_the_right_width_that_does_not_feed_the_pooling():
     """ResNet's last ``bn2`` has as many channels as the pooled features, but the residual sum follows it."""
     import torchvision

@@ -387,9 +387,45 @@ def test_a_localize_choice_that_conflicts_with_the_protocol_is_used_and_labelled
     assert (loc.mode, loc.threshold, loc.backend) == ("fixed", 0.5, "cc")
     name, changed = protocol_label(config)
     assert name == "custom"
-    assert changed == {"localize.mode": "fixed", "localize.interval": None, "localize.backend": "cc"}
+    assert changed == {"localize.mode": "fixed", "localize.interval": None, "localize.threshold": 0.5,
+                       "localize.backend": "cc"}
     assert protocol_label(_config("protocol=none")) == ("custom", {})
     assert protocol_label(_config("protocol=gradcam17", "localize.threshold=0.15")) == ("gradcam17", {})
+
+
+TSCAM_STYLE = [
+    ("localize.resize=bilinear", "localize.resize", "bilinear"),
+    ("localize.normalize=before_resize", "localize.normalize", "before_resize"),
+    ("localize.clip_boxes=false", "localize.clip_boxes", False),
+    ("localize.empty_box=[0,0,1,1]", "localize.empty_box", [0, 0, 1, 1]),
+    ("eval.strict_class_loc=true", "eval.strict_class_loc", True),
+    ("eval.clip_gt_boxes=true", "eval.clip_gt_boxes", True),
+    ("dataset.box_rescale=tscam", "dataset.box_rescale", "tscam"),
+    ("dataset.image_size=256", "dataset.image_size", 256),
+    ("eval.pointing_tolerance=10", "eval.pointing_tolerance", 10.0),
+    ("eval.target=top1", "eval.target", "top1"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "value"), TSCAM_STYLE)
+def test_every_protocol_setting_a_run_changes_makes_it_custom(override, key, value):
+    """The issue's examples: TS-CAM-style settings under wsoleval_v2 (and the other settings that change a number):
+    each gives ``custom (wsoleval_v2 with k=v)`` in the table, by the settings the schema marks, not a list."""
+    from wsol.config import protocol_caption, protocol_settings
+
+    config = _config(override)
+    assert key in protocol_settings(config)
+    assert protocol_label(config) == ("custom", {key: value})
+    assert protocol_caption(config) == f"custom (wsoleval_v2 with {key}={value})"
+
+
+def test_the_settings_that_change_no_number_keep_the_label():
+    for override in ("localize.engine=reference", "batch_size=3", "eval.bootstrap=0", "speed.overlap=false",
+                     "eval.records=false", "model=resnet18"):
+        assert protocol_label(_config(override)) == ("wsoleval_v2", {}), override
+    assert protocol_label(_config("protocol=tscam", "localize.threshold=0.12")) == ("tscam", {})  # free: per dataset
+    assert protocol_label(_config("protocol=tscam", "localize.backend=cc"))[0] == "custom"
+    assert protocol_label(_config("dataset=cub", "dataset.root=/r")) == ("wsoleval_v2", {})
 
 
 def test_save_maps_then_from_files_round_trip(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import json
 import os
@@ -26,7 +27,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from .errors import WsolError
 from .registry import close_matches
-from .schema import Range, conforms, describe
+from .schema import PROTOCOL, Range, conforms, describe
 
 __all__ = [
     "CONF_DIR",
@@ -42,6 +43,7 @@ __all__ = [
     "check_overrides",
     "compose_config",
     "group_choices",
+    "protocol_caption",
     "protocol_label",
     "register_configs",
     "classifier_config",
@@ -124,11 +126,12 @@ class LayoutKind(enum.StrEnum):  # how a layer's output holds its map (wsol/cams
 
 
 def setting(default: Any = MISSING, *, kind: Any = None, range: Range | None = None, nonempty: bool = False,
-            factory: Any = None) -> Any:
+            factory: Any = None, protocol: bool = False) -> Any:
     """A schema field with what OmegaConf's type cannot say: its real ``kind`` (a union such as a name or a list of
     names; the field itself is then typed ``Any``), the ``range`` of its numbers, whether a string or list may be
-    empty. :func:`check_leaves` checks them all."""
-    metadata = {"kind": kind, "range": range, "nonempty": nonempty}
+    empty. :func:`check_leaves` checks them all. ``protocol``: the setting can change a number a protocol preset
+    reports, so a run labelled with the preset's name has the preset's value of it (:func:`protocol_label`)."""
+    metadata = {"kind": kind, "range": range, "nonempty": nonempty, "protocol": protocol}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -171,29 +174,34 @@ class ModelConfig:
 
 @dataclass
 class LocalizeConfig:
-    mode: Mode = MISSING
+    """How maps become boxes; every key but ``engine`` (two engines, identical results) is a protocol setting."""
+
+    mode: Mode = setting(protocol=True)
     # sweep: np.arange(0, 1, interval); also the PxAP bin width
-    interval: float | None = setting(range=Range(0, 1, low_open=True, high_open=True))
+    interval: float | None = setting(range=Range(0, 1, low_open=True, high_open=True), protocol=True)
     # fixed: the one threshold, a fraction of the map's max, or from:VAL_RUN_DIR (the threshold that run chose:
     # its loc_threshold, read from its metrics.json)
-    threshold: Any = setting(kind=float | str | None, range=Range(0, 1, high_open=True))
-    backend: Rule = MISSING
-    resize: Resize = Resize.bicubic  # map upsampling to the eval size
-    normalize: Normalize = Normalize.after_resize
+    threshold: Any = setting(kind=float | str | None, range=Range(0, 1, high_open=True), protocol=True)
+    backend: Rule = setting(protocol=True)
+    resize: Resize = setting(Resize.bicubic, protocol=True)  # map upsampling to the eval size
+    normalize: Normalize = setting(Normalize.after_resize, protocol=True)
     engine: Engine = Engine.fast
-    clip_boxes: bool = True  # clip a box's far corner (x + w, y + h) to (W - 1, H - 1): wsolevaluation; TS-CAM: false
-    empty_box: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # the box of an empty foreground; TS-CAM's
-    # get_bboxes gives [0, 0, 1, 1]
+    # clip a box's far corner (x + w, y + h) to (W - 1, H - 1): wsolevaluation; TS-CAM: false
+    clip_boxes: bool = setting(True, protocol=True)
+    # the box of an empty foreground; TS-CAM's get_bboxes gives [0, 0, 1, 1]
+    empty_box: list[int] = setting(factory=lambda: [0, 0, 0, 0], protocol=True)
 
 
 @dataclass
 class EvalConfig:
-    target: Target = Target.gt
-    iou_thresholds: list[int] = setting(factory=lambda: [30, 50, 70], range=Range(0, 100, True, True), nonempty=True)
+    target: Target = setting(Target.gt, protocol=True)
+    iou_thresholds: list[int] = setting(factory=lambda: [30, 50, 70], range=Range(0, 100, True, True), nonempty=True,
+                                        protocol=True)
     records: bool = True  # per-image IoU and box in per_image.csv
-    pointing_tolerance: float = setting(15.0, range=Range(0))  # pixels at the eval size (TorchRay's default)
-    strict_class_loc: bool = False  # top-1 / top-5 loc count IoU > δ, not ≥ δ (TS-CAM's cls_loc_err)
-    clip_gt_boxes: bool = False  # clip GT corners to S - 1 at the eval size S (TS-CAM's loaders)
+    pointing_tolerance: float = setting(15.0, range=Range(0), protocol=True)  # pixels at the eval size (TorchRay's)
+    # top-1 / top-5 loc count IoU > δ, not ≥ δ (TS-CAM's cls_loc_err)
+    strict_class_loc: bool = setting(False, protocol=True)
+    clip_gt_boxes: bool = setting(False, protocol=True)  # clip GT corners to S - 1 at the eval size (TS-CAM)
     # top-1 / top-5 classes from another model: a model= preset (densenet161) or its keys
     # ({source: timm, name: tf_efficientnet_b7}, {name: resnet50, checkpoint: PATH, num_classes: 200})
     classifier: Any = setting(None, kind=str | dict | None)
@@ -271,8 +279,10 @@ class FiguresConfig:
 
 @dataclass
 class TableConfig:
-    protocol: str | None = None  # set by the protocol preset
-    requires: dict[str, Any] = field(default_factory=dict)  # the settings that define the preset
+    protocol: str | None = None  # set by the protocol preset: its name (conf/protocol/<name>.yaml)
+    # the protocol settings the preset leaves to the run (TS-CAM's threshold is per dataset or chosen on val); every
+    # other protocol setting must equal the preset's for the run to carry its name
+    free: list[str] = field(default_factory=list)
     columns: list[str] | None = None  # metrics.json keys to show; null = all
     ci: CiStyle = CiStyle.pm  # the bootstrap interval in tables: pm (value ± half-width), interval ([lo, hi]), none
 
@@ -321,7 +331,7 @@ def schema_from_signature(name: str, functions: list, exclude: tuple[str, ...] =
                 hint = enum.StrEnum(f"{name.title()}{p.name.title()}".replace("_", ""), {v: v for v in typing.get_args(
                     hint)})
             bounds = next((e for e in extras if isinstance(e, Range)), None)
-            fields[p.name] = (p.name, hint, setting(default, range=bounds))
+            fields[p.name] = (p.name, hint, setting(default, range=bounds, protocol=PROTOCOL in extras))
     spec = [("name", str, field(default=name)), *fields.values()]
     return dataclasses.make_dataclass(f"{name.title().replace('_', '')}Config", spec)
 
@@ -674,14 +684,55 @@ def _lookup(config: dict, dotted: str):
     return config
 
 
-def protocol_label(config) -> tuple[str | None, dict[str, object]]:
-    """The run's protocol name, and the settings it changed from the preset's ``table.requires``.
+def protocol_settings(cfg: DictConfig) -> list[str]:
+    """The keys of every setting that can change a number a protocol preset reports (the schema fields marked
+    ``protocol``), for the dataset and method ``cfg`` chose."""
+    return [key for key, f, _ in schema_leaves(cfg) if (f.metadata or {}).get("protocol")]
 
-    A run whose settings differ from its preset's is labelled ``custom`` (a table never names a protocol
-    whose settings the run did not use); the changes are reported beside it.
+
+@functools.cache
+def _preset_values(protocol: str, dataset: str) -> dict[str, object] | None:
+    """The value of every protocol setting when ``protocol=<protocol>`` is composed with ``dataset=<dataset>`` and
+    nothing else, less the preset's ``table.free``; ``None`` when there is no such preset."""
+    try:
+        cfg = compose_config([f"dataset={dataset}", f"protocol={protocol}"])
+    except Exception:  # noqa: BLE001 - a preset in another config folder: nothing to compare with
+        return None
+    free = set(cfg.table.free)
+    values = {}
+    for key in protocol_settings(cfg):
+        if key not in free and not OmegaConf.is_missing(cfg, key):
+            value = OmegaConf.select(cfg, key)
+            values[key] = OmegaConf.to_container(value, enum_to_str=True) if isinstance(value, ListConfig) else (
+                value.value if isinstance(value, enum.Enum) else value)
+    return values
+
+
+def protocol_label(config) -> tuple[str | None, dict[str, object]]:
+    """The run's protocol name, and the protocol settings in which it differs from its preset.
+
+    The preset's values are derived, not listed: composing ``protocol=<name>`` alone (with the run's dataset
+    format) gives its value of every setting the schema marks as a protocol setting (:func:`protocol_settings`).
+    A run that differs in one of them, other than those the preset leaves free (``table.free``), is labelled
+    ``custom`` and the differences are reported beside it: a table never names a protocol whose settings the
+    run did not use.
     """
     config = config if isinstance(config, dict) else to_dict(config)
-    table = config.get("table") or {}
-    name, requires = table.get("protocol"), table.get("requires") or {}
-    changed = {key: _lookup(config, key) for key, value in requires.items() if _lookup(config, key) != value}
+    name = (config.get("table") or {}).get("protocol")
+    if not name or name == "custom":
+        return "custom", {}
+    preset = _preset_values(str(name), str((config.get("dataset") or {}).get("name")))
+    if preset is None:
+        return "custom", {"table.protocol": name}
+    changed = {key: _lookup(config, key) for key, value in preset.items() if _lookup(config, key) != value}
     return ("custom" if changed else name), changed
+
+
+def protocol_caption(config) -> str:
+    """The protocol as a table's caption names it: the preset's name, or ``custom (<preset> with k=v, …)``."""
+    config = config if isinstance(config, dict) else to_dict(config)
+    name, changed = protocol_label(config)
+    if not changed:
+        return str(name)
+    preset = (config.get("table") or {}).get("protocol")
+    return f"custom ({preset} with {', '.join(f'{k}={v}' for k, v in changed.items())})"

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import register_resolvers
-from .config import CONF_DIR, check_overrides, protocol_label, resolve_threshold, to_dict
+from .config import CONF_DIR, check_overrides, protocol_caption, protocol_label, resolve_threshold, to_dict
 from .errors import WsolError
 from .evaluate import EvalResult, evaluate, run_fingerprint
 from .io import atomic_write_text
@@ -58,9 +58,7 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
         "metrics": result.metrics,
         **{k: v for k, v in result.info.items() if k != "layer"},
     }
-    changes = ", ".join(f"{k}={v}" for k, v in changed.items())
-    described = f"custom ({table.get('protocol')} with {changes})" if changed else protocol
-    caption = f"{summary['dataset']}, {result.info['images']} images, protocol {described}, "
+    caption = f"{summary['dataset']}, {result.info['images']} images, protocol {protocol_caption(config)}, "
     caption += f"target={result.info['target']}"
     tables = paper_tables([summary], columns, caption, ci_style=str(table.get("ci", "pm")))
     write_run(

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Range", "conforms", "describe"]
+__all__ = ["PROTOCOL", "Range", "conforms", "describe"]
 
 _UNIONS = (typing.Union, types.UnionType)
 
@@ -43,6 +43,16 @@ class Range:
         if self.low is not None:
             return f"{'>' if self.low_open else '≥'} {self.low:g}"
         return f"{'<' if self.high_open else '≤'} {self.high:g}" if self.high is not None else "any number"
+
+
+class _ProtocolSetting:
+    """Marks a signature's parameter as a protocol setting: ``Annotated[int, Range(1), PROTOCOL]``."""
+
+    def __repr__(self) -> str:
+        return "PROTOCOL"
+
+
+PROTOCOL = _ProtocolSetting()
 
 
 def _is_list(value: object) -> bool:

@@ -105,7 +105,8 @@ class CAM(CamMethod):
         return super().compute(x)
 
     def channel_weights(self, x):
-        if getattr(self, "_fc", None) is None:
-            self._fc = classifier_after_pooling(self.model, x.layer, self.layer_names[self.layers.index(x.layer)],
-                                                x.images, x.layout)
-        return self._fc.weight.to(x.activations.dtype)[x.targets]
+        checked = self.__dict__.setdefault("_fc", {})  # each layer checked once, on its first batch
+        index = self.layers.index(x.layer)
+        if index not in checked:
+            checked[index] = classifier_after_pooling(self.model, x.layer, self.layer_names[index], x.images, x.layout)
+        return checked[index].weight.to(x.activations.dtype)[x.targets]

@@ -17,7 +17,7 @@ from typing import Annotated
 import numpy as np
 
 from ..errors import WsolError
-from ..schema import Range
+from ..schema import PROTOCOL, Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -57,8 +57,8 @@ def build_coco(
     root: str,
     ann_file: str,
     category_map: dict[int, int] | None = None,
-    image_size: Annotated[int, Range(1)] = 224,
-    box_rescale: BoxRescale = BoxRescale.wsoleval,
+    image_size: Annotated[int, Range(1), PROTOCOL] = 224,
+    box_rescale: Annotated[BoxRescale, PROTOCOL] = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:
     """Images under ``root`` annotated by the COCO JSON ``ann_file``."""

@@ -14,7 +14,7 @@ from typing import Annotated
 import numpy as np
 
 from ..errors import WsolError
-from ..schema import Range
+from ..schema import PROTOCOL, Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -63,8 +63,8 @@ def build_cub(
     *,
     root: str,
     split: str = "test",
-    image_size: Annotated[int, Range(1)] = 224,
-    box_rescale: BoxRescale = BoxRescale.wsoleval,
+    image_size: Annotated[int, Range(1), PROTOCOL] = 224,
+    box_rescale: Annotated[BoxRescale, PROTOCOL] = BoxRescale.wsoleval,
     num_classes: int | None = 200,
 ) -> WsolDataset:
     """CUB-200-2011 from its official folder (the one holding ``images.txt``)."""

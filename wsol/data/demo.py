@@ -18,7 +18,7 @@ from typing import Annotated
 import numpy as np
 from PIL import Image
 
-from ..schema import Range
+from ..schema import PROTOCOL, Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, resize_mask
 
@@ -138,8 +138,8 @@ class DemoDataset(WsolDataset):
         self,
         num_images: int = 120,
         seed: int = 0,
-        image_size: Annotated[int, Range(1)] = 224,
-        box_rescale: BoxRescale = BoxRescale.wsoleval,
+        image_size: Annotated[int, Range(1), PROTOCOL] = 224,
+        box_rescale: Annotated[BoxRescale, PROTOCOL] = BoxRescale.wsoleval,
         num_classes: int | None = 1000,
     ):
         self.seed = seed
@@ -177,8 +177,8 @@ def build_demo(
     *,
     num_images: Annotated[int, Range(1)] = 120,
     seed: Annotated[int, Range(0)] = 0,
-    image_size: Annotated[int, Range(1)] = 224,
-    box_rescale: BoxRescale = BoxRescale.wsoleval,
+    image_size: Annotated[int, Range(1), PROTOCOL] = 224,
+    box_rescale: Annotated[BoxRescale, PROTOCOL] = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ):
     """The embedded offline demo dataset."""

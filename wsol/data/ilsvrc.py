@@ -16,7 +16,7 @@ from typing import Annotated
 import numpy as np
 
 from ..errors import WsolError
-from ..schema import Range
+from ..schema import PROTOCOL, Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -83,8 +83,8 @@ def build_ilsvrc(
     root: str,
     ann_root: str | None = None,
     synsets_file: str | None = None,
-    image_size: Annotated[int, Range(1)] = 224,
-    box_rescale: BoxRescale = BoxRescale.wsoleval,
+    image_size: Annotated[int, Range(1), PROTOCOL] = 224,
+    box_rescale: Annotated[BoxRescale, PROTOCOL] = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:
     """ImageNet val images under ``root`` with XML boxes under ``ann_root`` (default: ``root``)."""

@@ -14,7 +14,7 @@ from typing import Annotated
 import numpy as np
 
 from ..errors import WsolError
-from ..schema import Range
+from ..schema import PROTOCOL, Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
 
@@ -76,8 +76,8 @@ def build_wsoleval(
     metadata_root: str,
     split: str | None = None,
     mask_root: str | None = None,
-    image_size: Annotated[int, Range(1)] = 224,
-    box_rescale: BoxRescale = BoxRescale.wsoleval,
+    image_size: Annotated[int, Range(1), PROTOCOL] = 224,
+    box_rescale: Annotated[BoxRescale, PROTOCOL] = BoxRescale.wsoleval,
     num_classes: int | None = 1000,
 ) -> WsolDataset:
     """A wsolevaluation split: images under ``root``, metadata under ``metadata_root``, or under
