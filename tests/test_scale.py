@@ -78,7 +78,9 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, over
     with pytest.raises(KeyboardInterrupt):
         evaluate(cfg, run_dir)
     state = tmp_path / "partials"
-    assert sorted(os.listdir(state)) == ["batch_000000.npz", "batch_000001.npz", "meta.json"]
+    saved = sorted(os.listdir(state))  # overlapped, the batch already in flight behind the failed one is saved too
+    assert saved[:2] == ["batch_000000.npz", "batch_000001.npz"] and "batch_000002.npz" not in saved
+    assert saved[-1] == "meta.json" and len(saved) <= (4 if overlap else 3)
     monkeypatch.setattr(Evaluation, "process", original)
     resumed = evaluate(cfg, run_dir)
     assert resumed.metrics == whole.metrics
@@ -327,7 +329,7 @@ def test_compile_around_leaves_the_target_layer_and_its_ancestors_eager():
     modules = dict(model.named_modules())
     assert all(modules[name]._compiled_call_impl is not None for name in compiled)
     assert all(modules[name]._compiled_call_impl is None for name in ("", "layer4", "layer4.1", "layer4.1.conv2"))
-    with pytest.raises(WsolError, match="speed.compile must be"):
+    with pytest.raises(WsolError, match="speed.compile=.fastest.: expected true, false, default"):
         check_overrides(["speed.compile=fastest"])
 
 

@@ -586,12 +586,19 @@ def resolve_threshold(cfg: DictConfig) -> DictConfig:
         return cfg
     source = value[len(THRESHOLD_FROM):]
     threshold, dataset = threshold_from_run(source)
-    if dataset == to_dict(cfg)["dataset"]:
+    if same_images(dataset, to_dict(cfg)["dataset"]):
         raise WsolError(f"localize.threshold=from:{source}: that run evaluated this same dataset and split, so its "
                         "threshold was chosen on the images this run reports; take it from a val run")
     resolved = cfg.copy()
     resolved.localize.threshold = threshold
     return resolved
+
+
+def same_images(stored: dict, current: dict) -> bool:
+    """Whether two dataset configs name the same images: every key both have agrees, the geometry of the
+    evaluation aside (``image_size``, ``box_rescale``), so a run written before a key existed still compares."""
+    shared = (stored.keys() & current.keys()) - {"image_size", "box_rescale"}
+    return bool(shared) and all(stored[key] == current[key] for key in shared)
 
 
 def to_dict(cfg) -> dict:
