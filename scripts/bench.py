@@ -443,7 +443,7 @@ def loop_table(images: int, batch: int, repeats: int, model: str = "resnet18") -
     import bench_peers
 
     from wsol.config import compose_config
-    from wsol.evaluate import available_cores, evaluate
+    from wsol.pipeline import available_cores, evaluate
 
     cores = available_cores()
     splits = list(dict.fromkeys([(cores, None), (cores, cores), (cores, 1), (max(1, cores - 1), 1), (1, 1)]))
@@ -517,7 +517,7 @@ def whole_process(args) -> str:
 
     import bench_peers
 
-    from wsol.evaluate import available_cores, resolve_workers
+    from wsol.pipeline import available_cores, resolve_workers
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workers = resolve_workers(args.workers)

@@ -1,7 +1,7 @@
-"""Write conf/model/<name>.yaml for every torchvision classifier (run after a torchvision upgrade); the
+"""Write wsol/conf/model/<name>.yaml for every torchvision classifier (run after a torchvision upgrade); the
 hand-written files of the offline and wsolevaluation models and of model=timm / model=custom stay.
 
-tests/test_config.py checks that conf/model/ and torchvision's list agree.
+tests/test_config.py checks that wsol/conf/model/ and torchvision's list agree.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ name: {name}
 
 
 def main() -> None:
-    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "model")
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "wsol", "conf", "model")
     os.makedirs(conf, exist_ok=True)
     own = {f"{name}.yaml" for name in (*OFFLINE_MODELS, *WSOLEVAL_MODELS, *SOURCES)}
     for name in os.listdir(conf):

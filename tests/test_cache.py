@@ -16,7 +16,7 @@ from wsol import identity
 from wsol.cache import entries, main, parse_age, parse_size, prune
 from wsol.config import to_dict
 from wsol.errors import WsolError
-from wsol.evaluate import evaluate, map_key, run_fingerprint
+from wsol.pipeline import evaluate, map_key, run_fingerprint
 from wsol.state import PartialStore
 
 

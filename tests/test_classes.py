@@ -10,7 +10,7 @@ from conftest import compose
 
 from wsol.config import validate
 from wsol.errors import WsolError
-from wsol.evaluate import evaluate
+from wsol.pipeline import evaluate
 from wsol.scoring import read_predictions
 
 BASE = ("limit=12", "batch_size=4", "eval.bootstrap=50")
@@ -99,7 +99,7 @@ def test_bad_external_classes_are_one_line(base, tmp_path):
 def test_a_classifier_config_keeps_every_model_key():
     """eval.classifier builds through the same path as model=: wsolevaluation's architecture keys included."""
     from wsol.config import classifier_config
-    from wsol.evaluate import _build_model
+    from wsol.pipeline import _build_model
 
     loaded = _build_model(classifier_config({"name": "wsoleval_vgg16", "architecture": "acol", "num_classes": 5,
                                              "weights": None}), 224)

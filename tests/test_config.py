@@ -44,7 +44,7 @@ def test_defaults_live_once():
     assert sscam.num_samples == signature["num_samples"].default == 35 and sscam.std == signature["std"].default
     demo = compose_config([]).dataset
     assert demo.num_images == inspect.signature(DATASETS.get("demo")).parameters["num_images"].default
-    with open(os.path.join(REPO, "conf", "config.yaml")) as f:
+    with open(os.path.join(REPO, "wsol", "conf", "config.yaml")) as f:
         assert set(yaml.safe_load(f)) == {"defaults", "hydra"}
 
 

@@ -361,7 +361,7 @@ def test_maps_from_files_keep_labels_of_any_class_range(tmp_path):
     from conftest import compose
 
     from wsol.cams.from_files import save_maps
-    from wsol.evaluate import evaluate
+    from wsol.pipeline import evaluate
 
     rows = [(f"{i}.png", label, [[2, 2, 20, 20]]) for i, label in enumerate([3, 999, 1000, 1199])]
     for path, _, _ in rows:

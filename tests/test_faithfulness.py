@@ -13,8 +13,8 @@ from torch import nn
 
 from wsol.config import validate
 from wsol.errors import WsolError
-from wsol.evaluate import evaluate
 from wsol.faithfulness import Faithfulness, FaithfulnessOptions, curve_counts, explanation_inputs
+from wsol.pipeline import evaluate
 
 
 class PixelSum(nn.Module):

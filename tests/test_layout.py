@@ -18,7 +18,7 @@ LAYERS = [
     ("metrics", ("wsol.metrics",)),
     ("state", ("wsol.state", "wsol.identity", "wsol.cache")),
     ("config", ("wsol.config",)),
-    ("loop", ("wsol.evaluate",)),
+    ("loop", ("wsol.pipeline",)),
     ("outputs", ("wsol.report",)),
     ("entry points", ("wsol.run", "wsol.aggregate", "wsol.select", "wsol.merge", "wsol.callbacks")),
 ]

@@ -13,10 +13,10 @@ from conftest import compose, write_image
 from wsol.config import protocol_label
 from wsol.data.base import rescale_boxes
 from wsol.data.wsoleval import read_wsoleval_metadata
-from wsol.evaluate import evaluate
 from wsol.localize import level_boxes, localize, sweep_thresholds
 from wsol.maps import quantize
 from wsol.metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator
+from wsol.pipeline import evaluate
 
 
 def _accumulate(acc: BoxAccumulator, maps_u8: np.ndarray, boxes, valid, rule: str) -> BoxAccumulator:

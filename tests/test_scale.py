@@ -17,8 +17,8 @@ from wsol.aggregate import aggregate
 from wsol.cams.core import CamMethod
 from wsol.config import check_overrides
 from wsol.errors import WsolError
-from wsol.evaluate import Evaluation, evaluate, prefetch_batches
 from wsol.io import read_arrays
+from wsol.pipeline import Evaluation, evaluate, prefetch_batches
 from wsol.report.tables import format_table, metrics_frame, summarize_seeds
 
 
@@ -102,7 +102,7 @@ def test_overlapped_loop_is_bit_identical_to_the_serial_one():
 
 def test_box_threads_split_the_cores_only_when_scoring_shares_them(monkeypatch):
     """null: half the cores for boxes when an overlapped loop scores on the CPU, else every core (None)."""
-    from wsol import evaluate as stage
+    from wsol import pipeline as stage
 
     monkeypatch.setattr(stage, "available_cores", lambda: 6)
     assert stage.box_threads(None, True, "cpu") == 3
@@ -150,7 +150,7 @@ def test_launcher_configs_compose():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=os.path.join(REPO, "wsol", "conf"), version_base="1.3"):
         slurm = hydra_compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
         local = hydra_compose("config", overrides=["hydra/launcher=local"], return_hydra_config=True).hydra.launcher
     assert "SlurmLauncher" in slurm._target_ and slurm.gpus_per_node == 1 and slurm.array_parallelism == 64

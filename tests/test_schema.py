@@ -107,7 +107,7 @@ def test_the_issues_examples(override, message, monkeypatch, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flags", [["-c", "job"], ["--cfg", "job"], ["-cn", "config", "-c", "job"],
-                                   ["-cp", "../conf", "-c", "job"], ["-cd", "/tmp", "--cfg", "job"],
+                                   ["-cp", "conf", "-c", "job"], ["-cd", "/tmp", "--cfg", "job"],
                                    ["--info", "defaults"], ["-i", "searchpath"], ["--help"]])
 def test_hydras_flags_work_and_the_pre_check_runs_beside_them(flags):
     good = subprocess.run([sys.executable, "-m", "wsol.run", *flags, "limit=3"], cwd=REPO, capture_output=True,

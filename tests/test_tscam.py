@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import compose
 
-from wsol.evaluate import evaluate
 from wsol.localize import localize
 from wsol.metrics import BoxAccumulator
+from wsol.pipeline import evaluate
 
 
 def tscam_box(cam_u8: np.ndarray, cam_thr: float) -> list[int]:

@@ -326,7 +326,7 @@ def test_every_perturbation_method_runs_at_the_default_layer(key):
 def test_an_evaluation_runs_end_to_end_from_a_checkpoint(tmp_path):
     """``python -m wsol.run model=wsoleval_resnet50 model.checkpoint=…`` on the demo: the map of ``method=cam
     method.relu=false`` is the model's own, through the batched path."""
-    from wsol.evaluate import evaluate
+    from wsol.pipeline import evaluate
 
     path = _save(_seeded("resnet50/cam/large_feature_map", classes=1000), tmp_path / "r50.pth.tar")
     cfg = compose("model=wsoleval_resnet50", f"model.checkpoint={path}", "model.large_feature_map=true",

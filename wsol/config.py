@@ -53,7 +53,7 @@ __all__ = [
     "validate",
 ]
 
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 GROUPS = ("dataset", "model", "method", "localize", "protocol")
 
 

@@ -13,7 +13,7 @@ import sys
 import yaml
 
 from .errors import WsolError
-from .evaluate import merge_shards
+from .pipeline import merge_shards
 from .run import write_outputs
 
 __all__ = ["main"]

@@ -1,4 +1,4 @@
-"""``python -m wsol.run``: the Hydra entry point. A thin wrapper around :func:`wsol.evaluate.evaluate`.
+"""``python -m wsol.run``: the Hydra entry point. A thin wrapper around :func:`wsol.pipeline.evaluate`.
 
 Before Hydra starts, every configuration the command line asks for (each value of a sweep) is composed
 against the typed schemas and validated (:func:`wsol.config.check_overrides`): a mistyped key, a value of
@@ -24,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from .callbacks import register_resolvers
 from .config import CONF_DIR, check_overrides, protocol_caption, protocol_label, resolve_threshold, to_dict
 from .errors import WsolError
-from .evaluate import EvalResult, evaluate, run_fingerprint
+from .extras import EXTRAS, require
 from .io import atomic_write_text
 from .models import model_label
+from .pipeline import EvalResult, evaluate, run_fingerprint
 from .report import write_run
 from .report.compare import paper_tables
 from .report.visualize import write_run_report
@@ -139,7 +140,7 @@ def _stopped(error: KeyboardInterrupt, run_dir: str | None = None, resume: str |
     sys.exit(143 if isinstance(error, Terminated) else 130)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
@@ -179,6 +180,10 @@ def main() -> None:
         if flags.config_path:  # relative to this file's folder, as Hydra reads config_path
             conf_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), flags.config_path)
         try:
+            for override in flags.overrides:  # a launcher is an extra: one line rather than Hydra's traceback
+                key, _, value = override.partition("=")
+                if key.lstrip("+~") == "hydra/launcher" and value in ("local", "slurm"):
+                    require(EXTRAS[value][0], value, f"hydra/launcher={value}")
             check_overrides(flags.overrides, conf_dir, flags.config_name or "config",
                             (flags.config_dir,) if flags.config_dir else ())
         except WsolError as e:

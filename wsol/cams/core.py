@@ -219,21 +219,26 @@ class CamMethod:
             for layer, a, g, store in zip(self.layers, activations, gradients, stores, strict=True)
         ]
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, target: str = "gt") -> CamOutput:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None,
+                 target: str | None = None) -> CamOutput:
         """Maps for a batch of normalised images.
 
         Args:
             images: ``[B, 3, H, W]`` normalised input.
-            labels: ``[B]`` GT classes, required when ``target="gt"``.
-            target: ``"gt"`` (each sample's GT class) or ``"top1"`` (its top-1 prediction).
+            targets: ``[B]`` the classes to explain (the GT classes, for WSOL); ``None``: each image's top-1
+                prediction.
+            target: ``"gt"`` (``targets``, required) or ``"top1"`` (the top-1 prediction, ``targets`` ignored);
+                ``None``: ``"gt"`` when ``targets`` is given, else ``"top1"``.
         """
+        target = target or ("top1" if targets is None else "gt")
         if target not in ("gt", "top1"):
             raise WsolError(f"eval.target must be gt or top1, got {target!r}")
-        if target == "gt" and (labels is None or len(labels) != len(images)):
+        if target == "gt" and (targets is None or len(targets) != len(images)):
             raise WsolError("target=gt needs one label per image")
+        labels = targets
 
         def targets_from(logits: torch.Tensor) -> torch.Tensor:
-            return labels.to(logits.device) if target == "gt" else logits.argmax(1)
+            return torch.as_tensor(labels).to(logits.device) if target == "gt" else logits.argmax(1)
 
         with eval_mode(self.model):
             captures = self.forward_with_captures(images, targets_from)

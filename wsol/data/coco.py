@@ -17,6 +17,7 @@ from typing import Annotated
 import numpy as np
 
 from ..errors import WsolError
+from ..extras import require
 from ..schema import PROTOCOL, Range
 from . import DATASETS
 from .base import BoxRescale, Record, WsolDataset, require_dir, require_file
@@ -25,7 +26,7 @@ __all__ = ["read_coco", "build_coco"]
 
 
 def read_coco(ann_file: str, category_map: dict[int, int] | None = None) -> list[Record]:
-    from pycocotools.coco import COCO
+    COCO = require("pycocotools.coco", "coco", "dataset=coco").COCO
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):

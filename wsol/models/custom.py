@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from ..errors import WsolError
+from ..extras import require
 from ..registry import close_matches
 
 __all__ = ["build_custom", "build_timm", "check_logits", "select_output", "timm_normalization"]
 
-TIMM_HINT = "pip install 'timm>=1.0.15,<2'"
 
 
 def _one_line(error: BaseException) -> str:
@@ -67,10 +67,7 @@ def build_custom(target: str | None, kwargs: Mapping | None = None) -> nn.Module
 
 def build_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: Mapping | None = None) -> nn.Module:
     """``timm.create_model(name, pretrained, num_classes=…, **kwargs)`` with one-line errors."""
-    try:
-        import timm
-    except ImportError:
-        raise WsolError(f"model=timm needs the package timm ({TIMM_HINT})") from None
+    timm = require("timm", "timm", "model=timm")
     if not timm.is_model(name):
         hint = close_matches(name, timm.list_models())
         raise WsolError(f"unknown timm model {name!r}; did you mean: {', '.join(hint) or 'see timm.list_models()'}")

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import WsolError
+from ..extras import require
 
 __all__ = [
     "GT_COLOR",
@@ -34,8 +35,7 @@ CELL_PAD = 4
 
 def colorize(score_map: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """A ``[H, W]`` map in ``[0, 1]`` → ``uint8 [H, W, 3]`` through a Matplotlib colormap."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "report", "figures")
     try:
         cmap = matplotlib.colormaps[colormap]
     except KeyError:
@@ -122,8 +122,7 @@ def curves_figure(curves: dict[str, list[dict]], deltas, best: dict[str, float] 
     ``curves`` maps a label (a run, a method) to ``curves.csv`` rows (``threshold, mode, iou, box_acc``);
     ``best`` marks each label's chosen threshold with a dotted line.
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", "report", "figures")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

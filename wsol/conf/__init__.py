@@ -1,0 +1,1 @@
+"""The configuration presets Hydra composes (a package so Hydra finds them in an installed wsol)."""
