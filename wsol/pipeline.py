@@ -15,13 +15,11 @@ run resumed after a kill (:class:`~wsol.state.PartialStore`) and shards merged a
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,7 +28,6 @@ from torch.utils.data import DataLoader
 from .allocator import keep_freed_memory
 from .cache import write_key
 from .cams import build_method
-from .cams.from_files import save_maps
 from .cams.layout import LayoutRequest
 from .config import classifier_config, resolve_threshold, to_dict, validate
 from .data import build_dataset, collate
@@ -38,11 +35,9 @@ from .data.base import Batch
 from .errors import WsolError
 from .faithfulness import Faithfulness, FaithfulnessOptions
 from .identity import library_versions, run_identity
-from .localize import localize, sweep_thresholds
 from .localize.sweep import load_kernel
-from .maps import eval_maps, quantize
-from .metrics import BoxAccumulator, PointingAccumulator, PxAPAccumulator, topk_correct
-from .metrics.bootstrap import LEVEL, images_key, percentile_interval, resample_weights, weighted_sums
+from .metrics.results import EvalResult, finalize
+from .metrics.stage import MetricSpec, MetricsStage
 from .models import build_model, compile_around, default_layer
 from .models.fold import fold_batchnorms
 from .progress import Progress
@@ -71,7 +66,6 @@ __all__ = [
     "run_fingerprint",
     "map_key",
     "map_store",
-    "thresholds_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,17 +74,6 @@ log = logging.getLogger(__name__)
 # start before its model is built and decode this far ahead meanwhile
 LOOKAHEAD_IMAGES = 512
 SHARED_MEMORY = "/dev/shm"  # where batches pass from the workers to the loop (torch's default sharing)
-
-
-@dataclass
-class EvalResult:
-    """Everything a run writes: metrics, per-image rows, curves and run facts."""
-
-    metrics: dict[str, float]
-    images: list[dict[str, object]]
-    curves: list[dict[str, float]]
-    info: dict[str, object] = field(default_factory=dict)
-    samples: dict[str, np.ndarray] = field(default_factory=dict)  # each metric over the bootstrap resamples [R]
 
 
 def available_cores() -> int:
@@ -138,13 +121,6 @@ def resolve_workers(value: int | str) -> int:
     if workers < 0:
         raise WsolError(f"num_workers must be auto or a number ≥ 0, got {value!r}")
     return workers
-
-
-def thresholds_of(localize_cfg) -> np.ndarray:
-    """``[T]`` thresholds: the sweep ``arange(0, 1, interval)`` or the one fixed threshold."""
-    if localize_cfg.mode == "sweep":
-        return sweep_thresholds(float(localize_cfg.interval))
-    return np.array([float(localize_cfg.threshold)])
 
 
 def _result_speed(config: dict) -> dict:
@@ -219,8 +195,7 @@ class Evaluation:
             keep_freed_memory()
         self.from_files = cfg.method.name == "from_files"
         self.faith: Faithfulness | None = None
-        self.thresholds = thresholds_of(cfg.localize)
-        self.localize_cfg = self.config["localize"]
+        self.spec = MetricSpec.from_config(cfg)
         self.workers = resolve_workers(cfg.num_workers)
         dataset_args = {k: v for k, v in self.config["dataset"].items() if k != "name"}
         self.dataset = build_dataset(cfg.dataset.name, num_classes=None, **dataset_args)  # classes: below
@@ -241,6 +216,11 @@ class Evaluation:
             raise
         self.has_boxes = any(len(r.boxes) for r in self.dataset.records)
         self.classes, self.classes_from = self._external_classes()
+        self.stage = MetricsStage(
+            self.spec, self.dataset.image_size, self.has_boxes, self.dataset.has_masks,
+            box_threads(cfg.speed.box_threads, bool(cfg.speed.overlap), self.device.type),
+            cfg.maps_dir if cfg.save_maps else None,
+        )
 
     def _plan_batches(self) -> None:
         """This shard's batches of the dataset's records (and the image cache keyed by those records)."""
@@ -318,14 +298,14 @@ class Evaluation:
             "batches": len(self.batches),
             "layer": self.layer,
             "target": "files" if self.from_files else self.config["eval"]["target"],
-            "backend": self.localize_cfg["backend"],
-            "thresholds": self.thresholds.tolist(),
-            "iou_thresholds": list(cfg.eval.iou_thresholds),
-            "pointing_tolerance": float(cfg.eval.pointing_tolerance),
-            "strict_class_loc": bool(cfg.eval.strict_class_loc),
+            "backend": self.spec.backend,
+            "thresholds": list(self.spec.thresholds),
+            "iou_thresholds": list(self.spec.iou_thresholds),
+            "pointing_tolerance": self.spec.pointing_tolerance,
+            "strict_class_loc": self.spec.strict_class_loc,
             "classes_from": self.classes_from,
             "bootstrap": {"resamples": int(cfg.eval.bootstrap), "seed": int(cfg.eval.bootstrap_seed)},
-            "pxap_interval": float(cfg.localize.interval or 0.01),
+            "pxap_interval": self.spec.pxap_interval,
             "has_boxes": self.has_boxes,
             "has_masks": self.dataset.has_masks,
             "dataset_skipped": dict(self.dataset.skipped),
@@ -367,63 +347,9 @@ class Evaluation:
         )
         return batch_indices, iter(loader)
 
-    def empty_result(self, index: int, batch: Batch) -> BatchResult:
-        """A batch result with fresh accumulators (stage 5) for this evaluation's metrics."""
-        boxes = pointing = pxap = None
-        if self.has_boxes:
-            boxes = BoxAccumulator(self.thresholds, list(self.cfg.eval.iou_thresholds), self.cfg.eval.strict_class_loc)
-            pointing = PointingAccumulator(float(self.cfg.eval.pointing_tolerance))
-        if self.dataset.has_masks:
-            pxap = PxAPAccumulator(float(self.cfg.localize.interval or 0.01))
-        return BatchResult(index, boxes, pxap, pointing, skipped=list(batch.skipped))
-
     def process(self, index: int, batch: Batch, scores: Scores) -> BatchResult:
-        """Stages 3 to 5 of one scored batch: eval-size maps, localization, every metric (CPU-side work)."""
-        result = self.empty_result(index, batch)
-        reasons = scores.reasons or [None] * len(batch)
-        keep = np.array([r is None for r in reasons], dtype=bool)
-        result.skipped += [(i, r) for i, r in zip(batch.ids, reasons, strict=True) if r is not None]
-        if not keep.any():
-            return result
-        maps, flat = self.eval_maps(scores)
-        maps_u8, maps_np = quantize(maps).cpu().numpy(), maps.cpu().numpy()
-        labels = batch.labels[keep].numpy()
-        top1 = top5 = None
-        if scores.top5 is not None:
-            result.top5, result.targets = scores.top5.cpu().numpy(), scores.targets.cpu().numpy()
-            top1, top5 = topk_correct(result.top5, labels, 1), topk_correct(result.top5, labels, 5)
-        gt_boxes, gt_valid = batch.boxes[keep].numpy(), batch.box_valid[keep].numpy()
-        if self.cfg.eval.clip_gt_boxes:  # TS-CAM's loaders: GT corners at most S − 1
-            gt_boxes = np.minimum(gt_boxes, maps_u8.shape[-1] - 1)
-        if result.boxes is not None:
-            threads = box_threads(self.cfg.speed.box_threads, bool(self.cfg.speed.overlap), self.device.type)
-            if threads:  # numba's thread count is per calling thread
-                import numba
-
-                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            loc = self.localize_cfg
-            sweep = localize(maps_u8, self.thresholds, gt_boxes, gt_valid, loc["backend"], loc["engine"],
-                             loc["clip_boxes"], loc["empty_box"])
-            peaks = maps_u8.reshape(len(maps_u8), -1).max(axis=1)
-            result.boxes.update(sweep, peaks, gt_boxes, gt_valid, top1, top5)
-            result.pointing.update(maps_np, flat.cpu().numpy(), gt_boxes, gt_valid)
-        if result.pxap is not None:
-            result.pxap.update(maps_np, batch.masks[keep].numpy())
-        result.ids = [i for i, k in zip(batch.ids, keep, strict=True) if k]
-        if scores.faith is not None:
-            result.faith = {k: v.cpu().numpy() for k, v in scores.faith.items()}
-        if self.cfg.save_maps:
-            save_maps(self.cfg.maps_dir, result.ids, maps_np)
-        result.labels, result.flat = labels, flat.cpu().numpy()
-        result.size_mismatch = [i for i in batch.size_mismatch if i in set(result.ids)]
-        return result
-
-    def eval_maps(self, scores: Scores) -> tuple[torch.Tensor, torch.Tensor]:
-        size, resize, normalize = self.dataset.image_size, self.localize_cfg["resize"], self.localize_cfg["normalize"]
-        if isinstance(scores.maps, torch.Tensor):
-            return eval_maps(scores.maps, size, resize, normalize)
-        parts = [eval_maps(m[None], size, resize, normalize) for m in scores.maps]  # maps of mixed sizes
-        return torch.cat([m for m, _ in parts]), torch.cat([f for _, f in parts])
+        """Stages 3 to 5 of one scored batch (:meth:`wsol.metrics.stage.MetricsStage.process`)."""
+        return self.stage.process(index, batch, scores)
 
 
 def _build_model(m, input_size: int):
@@ -434,104 +360,6 @@ def _build_model(m, input_size: int):
         acol_drop_threshold=m.acol_drop_threshold, pretrained=m.pretrained, target=m.target,
         kwargs=to_dict(m)["kwargs"], output=m.output, input_size=input_size,
     )
-
-
-def _image_rows(result: BatchResult) -> list[dict[str, object]]:
-    rows = []
-    for j, image_id in enumerate(result.ids):
-        row: dict[str, object] = {"id": image_id, "label": int(result.labels[j])}
-        if result.top5 is not None:
-            top5 = result.top5[j].tolist()
-            row.update(prediction=top5[0], top5=" ".join(map(str, top5)), target=int(result.targets[j]))
-        row["flat_map"] = bool(result.flat[j])
-        rows.append(row)
-    return rows
-
-
-def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> EvalResult:
-    """Merge batch results in batch order and compute every metric."""
-    n_images = sum(r.n_images for r in results)
-    skipped = Counter(meta["dataset_skipped"])
-    skipped_ids = [tuple(x) for x in meta["dataset_skipped_ids"]]
-    for r in results:
-        skipped.update(reason for _, reason in r.skipped)
-        skipped_ids += r.skipped
-    if n_images == 0:
-        raise WsolError(f"every image was skipped ({dict(skipped)})")
-    scored = [r for r in results if r.n_images]
-    boxes, pxap, pointing = scored[0].boxes, scored[0].pxap, scored[0].pointing
-    for r in scored[1:]:
-        for acc, part in ((boxes, r.boxes), (pxap, r.pxap), (pointing, r.pointing)):
-            if acc is not None:
-                acc.merge(part)
-    rows = [row for r in scored for row in _image_rows(r)]
-    metrics: dict[str, float] = {}
-    means = _per_image_values(scored)
-    metrics.update({k: 100.0 * math.fsum(v.tolist()) / n_images for k, v in means.items() if k.endswith("_cls")})
-    if boxes is not None:
-        metrics.update(boxes.compute())
-        metrics.update(pointing.compute())
-        if meta["target"] == "top1":  # the maps explain the prediction: the GT-class metrics are not defined
-            for key in ("gt_known_loc", "top5_loc", "top5_loc_err", "pointing_game", "energy_pointing_game"):
-                metrics.pop(key, None)
-        for row, res in zip(rows, boxes.image_results(), strict=True):
-            row.update(res)
-    if pxap is not None:
-        metrics["pxap"] = pxap.compute()
-    metrics.update({k: 100.0 * math.fsum(v.tolist()) / n_images for k, v in means.items() if k in scored[0].faith})
-    ids = [i for r in scored for i in r.ids]
-    samples = _bootstrap(meta, n_images, metrics, means, boxes, pointing, pxap)
-    info = {
-        "images": n_images,
-        "skipped": dict(skipped),
-        "skipped_ids": [{"id": i, "reason": r} for i, r in skipped_ids],
-        "boxes_clipped": meta["boxes_clipped"],
-        "flat_maps": int(sum(r.flat.sum() for r in results)),
-        "size_mismatch": sum(len(r.size_mismatch) for r in results),
-        "size_mismatch_ids": [i for r in results for i in r.size_mismatch],
-        "reference_levels": boxes.fallbacks if boxes is not None else 0,
-        **{k: meta[k] for k in ("layer", "target", "backend", "device")},
-        "classes_from": meta.get("classes_from"),
-        "num_thresholds": len(meta["thresholds"]),
-        "maps": meta.get("maps"),
-        "seconds": round(seconds, 3),
-    }
-    if samples:
-        info["ci"] = {k: list(percentile_interval(v)) for k, v in samples.items()}
-        info["bootstrap"] = {**meta["bootstrap"], "level": LEVEL, "images_key": images_key(ids)}
-    return EvalResult(metrics=metrics, images=rows, curves=boxes.curves() if boxes else [], info=info,
-                      samples=samples)
-
-
-def _per_image_values(scored: list[BatchResult]) -> dict[str, np.ndarray]:
-    """The metrics that are means of a value per image, each image's value in batch order: top-1 / top-5
-    classification hits (when every image has predictions: the model's, a classifier's or a file's) and the
-    faithfulness values."""
-    out: dict[str, np.ndarray] = {}
-    if all(r.top5 is not None for r in scored):
-        labels, top5 = np.concatenate([r.labels for r in scored]), np.concatenate([r.top5 for r in scored])
-        out.update(top1_cls=topk_correct(top5, labels, 1), top5_cls=topk_correct(top5, labels, 5))
-    out.update({k: np.concatenate([r.faith[k] for r in scored]) for k in scored[0].faith})
-    return out
-
-
-def _bootstrap(meta: dict, n_images: int, metrics: dict, means: dict[str, np.ndarray], boxes, pointing, pxap) -> dict:
-    """Every metric over ``meta['bootstrap']`` resamples of the images (:mod:`wsol.metrics.bootstrap`): ``{}``
-    when off. Only the metrics the run reports; MaxBoxAcc and V2 re-choose their thresholds per resample;
-    ``means``: :func:`_per_image_values`."""
-    settings = meta.get("bootstrap") or {}
-    if settings.get("resamples", 0) < 2:
-        return {}
-    weights = resample_weights(n_images, settings["resamples"], settings["seed"])
-    keys = list(means)
-    sums = weighted_sums(weights, [np.stack([means[k] for k in keys], axis=1)]) if keys else None
-    resampled = {k: 100.0 * sums[:, j] / n_images for j, k in enumerate(keys)}
-    samples = {k: v for k, v in resampled.items() if k.endswith("_cls")}
-    for acc in (boxes, pointing, pxap):
-        if acc is not None:
-            samples.update(acc.bootstrap(weights))
-    samples.update({k: v for k, v in resampled.items() if not k.endswith("_cls")})
-    return {k: v for k, v in samples.items() if k in metrics}
 
 
 class _InOrder:
@@ -593,14 +421,14 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
 
     stage = _InOrder(evaluation.process, finished, overlap=bool(cfg.speed.overlap))
     try:
-        if todo and evaluation.has_boxes and evaluation.localize_cfg["engine"] == "fast" and cfg.speed.overlap:
+        if todo and evaluation.has_boxes and evaluation.spec.engine == "fast" and cfg.speed.overlap:
             stage.prepare(load_kernel)  # numba and its cached code load while the first batch is scored
         for index, batch in zip(todo, evaluation.loader(todo), strict=True):
             scores = evaluation.scorer(index, batch) if len(batch) else Scores([], torch.zeros(0, 1, 1))
             if evaluation.classes is not None and len(batch):
                 scores = with_classes(scores, batch, evaluation.classes)
             if evaluation.faith is not None and len(batch):
-                scores.faith = evaluation.faith(batch.images, evaluation.eval_maps(scores)[0], scores.targets,
+                scores.faith = evaluation.faith(batch.images, evaluation.stage.eval_maps(scores)[0], scores.targets,
                                                 seed=cfg.seed * 1_000_003 + index)  # per batch: resumes exactly
             stage.submit(index, batch, scores)
             progress.update(len(evaluation.batches[index]))
