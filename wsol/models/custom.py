@@ -23,7 +23,6 @@ from ..registry import close_matches
 __all__ = ["build_custom", "build_timm", "check_logits", "select_output", "timm_normalization"]
 
 
-
 def _one_line(error: BaseException) -> str:
     """The innermost cause of ``error``, on one line."""
     while error.__cause__ is not None:
