@@ -466,12 +466,17 @@ def compose_config(overrides: list[str] = (), conf_dir: str = CONF_DIR, config_n
     ``search_dirs``: its ``--config-name`` and ``--config-dir``)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
     paths = ",".join("file://" + os.path.abspath(d) for d in search_dirs)
     extra = [f"hydra.searchpath=[{paths}]"] if search_dirs else []
+    outer = get_gh_backup()  # a Hydra app of the caller's (wsol called from a Hydra job): restored after
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=os.path.abspath(conf_dir), version_base="1.3"):
-        return compose(config_name, overrides=[*extra, *overrides])
+    try:
+        with initialize_config_dir(config_dir=os.path.abspath(conf_dir), version_base="1.3"):
+            return compose(config_name, overrides=[*extra, *overrides])
+    finally:
+        restore_gh_from_backup(outer)
 
 
 def _sweep_variants(overrides: list[str]) -> list[list[str]]:

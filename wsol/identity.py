@@ -16,8 +16,8 @@ import importlib.metadata
 import importlib.util
 import os
 
-from . import __version__
 from .io import read_json, write_json
+from .version import __version__
 
 __all__ = ["code_hash", "file_digest", "library_versions", "input_files", "run_identity"]
 

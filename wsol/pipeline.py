@@ -362,7 +362,7 @@ def _build_model(m, input_size: int):
     )
 
 
-class _InOrder:
+class InOrder:
     """Runs ``work`` on one background thread (or inline), at most ``depth`` batches in flight, and hands the
     results to ``done`` in submission order: batch ``i``'s CPU work overlaps the scoring of batch ``i + 1``."""
 
@@ -419,7 +419,7 @@ def evaluate(cfg, run_dir: str | None = None) -> EvalResult:
             store.save(result)
         done[result.index] = result
 
-    stage = _InOrder(evaluation.process, finished, overlap=bool(cfg.speed.overlap))
+    stage = InOrder(evaluation.process, finished, overlap=bool(cfg.speed.overlap))
     try:
         if todo and evaluation.has_boxes and evaluation.spec.engine == "fast" and cfg.speed.overlap:
             stage.prepare(load_kernel)  # numba and its cached code load while the first batch is scored

@@ -104,8 +104,13 @@ class ModelScorer:
         self.normalize = InputNormalization(mean, std, device)
 
     def score(self, batch: Batch) -> Scores:
-        """Maps, top-5 classes and targets of a batch, computed (no cache)."""
-        images = self.normalize(batch.images, torch.channels_last if self.channels_last else torch.contiguous_format)
+        """Maps, top-5 classes and targets of a batch, computed (no cache). Float images (a user's DataLoader's,
+        :func:`wsol.api.evaluate`) are taken as normalised already."""
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        if batch.images.is_floating_point():
+            images = batch.images.to(self.device).contiguous(memory_format=layout)
+        else:
+            images = self.normalize(batch.images, layout)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             out = self.method(images, batch.labels.to(self.device), target=self.target)
         top5 = out.logits.float().topk(min(5, out.logits.shape[1]), dim=1).indices

@@ -11,7 +11,7 @@ METHODS: Registry = Registry("method")
 from . import ablation, cam, eigen, gradcam, score  # noqa: E402,F401  (register the methods)
 from .core import CamMethod, CamOutput  # noqa: E402
 
-__all__ = ["METHODS", "CamMethod", "CamOutput", "build_method", "method_options"]
+__all__ = ["METHODS", "CamMethod", "CamOutput", "build", "build_method", "method_options"]
 
 
 def method_options(name: str) -> list[str]:
@@ -31,3 +31,19 @@ def build_method(name: str, model, layer: str | Sequence[str], **kwargs) -> CamM
     if unknown:
         raise WsolError(f"method {name} has no option {', '.join(unknown)}; its options: {', '.join(allowed)}")
     return METHODS.get(name)(model, layer, **kwargs)
+
+
+def build(name: str, model, layer: str | Sequence[str] | None = None, *, input_size: int = 224,
+          **options) -> CamMethod:
+    """The CAM method ``name`` on ``model`` (any classifier ``nn.Module`` returning logits), hooked on ``layer``:
+    a dotted name of ``model.named_modules()``, a list of names (maps fused), or ``None`` for the model's last
+    spatial layer before its pooling, as the CLI picks it (:func:`wsol.models.default_layer`, probed with one
+    ``input_size`` image). ``options``: the method's own (:func:`method_options`).
+
+    ``cam(images, targets=None)`` takes normalised images ``[B, 3, H, W]`` and gives a :class:`CamOutput`:
+    ``maps [B, h, w]`` at the layer's resolution, ``logits``, ``targets``."""
+    if layer is None:
+        from ..models import default_layer
+
+        layer = default_layer(model, input_size)
+    return build_method(name, model, layer, **options)

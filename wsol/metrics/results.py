@@ -6,6 +6,7 @@ the Python API's metric objects (:class:`wsol.metrics.metric.WSOLMetrics`) all e
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ def _image_rows(result: BatchResult) -> list[dict[str, object]]:
 
 
 def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> EvalResult:
-    """Merge batch results in batch order and compute every metric."""
+    """Merge batch results in batch order and compute every metric (``results`` are left unchanged)."""
     n_images = sum(r.n_images for r in results)
     skipped = Counter(meta["dataset_skipped"])
     skipped_ids = [tuple(x) for x in meta["dataset_skipped_ids"]]
@@ -54,7 +55,9 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
     if n_images == 0:
         raise WsolError(f"every image was skipped ({dict(skipped)})")
     scored = [r for r in results if r.n_images]
-    boxes, pxap, pointing = scored[0].boxes, scored[0].pxap, scored[0].pointing
+    # merged into copies of the first batch's accumulators: the batch results stay as they were (an API object's
+    # compute() may be called again, after more updates)
+    boxes, pxap, pointing = (copy.deepcopy(a) for a in (scored[0].boxes, scored[0].pxap, scored[0].pointing))
     for r in scored[1:]:
         for acc, part in ((boxes, r.boxes), (pxap, r.pxap), (pointing, r.pointing)):
             if acc is not None:
