@@ -72,6 +72,51 @@ class Timer:
         return items * self.iters / seconds, peak
 
 
+def api_table(device: str, images: int, batch: int, repeats: int) -> str:
+    """``wsol.evaluate(model, dataset)`` as a training loop calls it, against the CLI's loop
+    (``wsol.pipeline.evaluate`` after the entry point's process settings) on the same demo images and model, in
+    one process, alternating; the best of ``repeats`` of each, and whether the metrics agree."""
+    import wsol
+    from wsol.config import compose_config
+    from wsol.pipeline import evaluate
+    from wsol.run import process_settings
+
+    base = [f"dataset.num_images={images}", f"batch_size={batch}", "method=gradcampp", "cache_dir=null",
+            "progress=false", f"device={device}"]
+    variants = {"the CLI's loop (its defaults: folded batch norms, channels-last on a CPU)": base,
+                "the CLI's loop, the model as it is (`speed.fold_batchnorm=false speed.channels_last=false`)":
+                    [*base, "speed.fold_batchnorm=false", "speed.channels_last=false"]}
+    process_settings(compose_config(base))
+    model = build_model("efficientnet_lite0").module.to(device)
+    data = wsol.datasets.demo(num_images=images)
+    times: dict[str, list[float]] = {k: [] for k in (*variants, "wsol.evaluate(model, dataset)")}
+    metrics: dict[str, dict] = {}
+    for _ in range(repeats):
+        for label, overrides in variants.items():
+            result = evaluate(compose_config(overrides))
+            times[label].append(result.info["seconds"])
+            metrics[label] = result.metrics
+        start = time.perf_counter()
+        api = wsol.evaluate(model, data, method="gradcampp", batch_size=batch)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times["wsol.evaluate(model, dataset)"].append(time.perf_counter() - start)
+        metrics["wsol.evaluate(model, dataset)"] = api.metrics
+    same = metrics["wsol.evaluate(model, dataset)"] == metrics[list(variants)[1]]
+    lines = [
+        f"# wsol.evaluate vs the CLI's loop ({device}, {platform.processor() or 'cpu'}, "
+        f"{torch.get_num_threads()} threads)", "",
+        f"`python scripts/bench.py --api --api-images {images} --device {device}`: Grad-CAM++, EfficientNet-Lite0, "
+        f"{images} demo images, batch {batch}, torch {torch.__version__}; the CLI's loop from its start to its last "
+        f"batch's metrics (its `seconds`), `wsol.evaluate` from its call to its return (its DataLoader workers "
+        f"included); best of {repeats}, alternating, in one process.", "",
+        "| loop | seconds | images/s |", "| :--- | ---: | ---: |",
+    ]
+    lines += [f"| {k} | {min(v):.2f} | {images / min(v):.1f} |" for k, v in times.items()]
+    lines += ["", f"wsol.evaluate's metrics equal the CLI's with the model as it is, bit for bit: {same}.", ""]
+    return "\n".join(lines)
+
+
 def publish(path: str, text: str) -> str:
     """Write a results table (atomically), show it, and say where it went."""
     atomic_write_text(path, text)
@@ -195,7 +240,13 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--startup-before", default=None, metavar="COMMIT",
                         help="--vs-peers: also profile the start-up of this git commit (a temporary worktree)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(__file__)), "results", "bench"))
+    parser.add_argument("--api", action="store_true",
+                        help="wsol.evaluate (in a training loop) vs the CLI's loop on --api-images demo images")
+    parser.add_argument("--api-images", type=int, default=1000)
     args = parser.parse_args(argv)
+    if args.api:
+        text = api_table(args.device, args.api_images, min(args.batch, 32), args.repeats)
+        return publish(os.path.join(args.out, f"{'cuda' if args.device.startswith('cuda') else 'cpu'}_api.md"), text)
     if args.vs_peers:
         return whole_process(args)
     if args.layouts:
@@ -444,6 +495,7 @@ def loop_table(images: int, batch: int, repeats: int, model: str = "resnet18") -
 
     from wsol.config import compose_config
     from wsol.pipeline import available_cores, evaluate
+    from wsol.run import process_settings
 
     cores = available_cores()
     splits = list(dict.fromkeys([(cores, None), (cores, cores), (cores, 1), (max(1, cores - 1), 1), (1, 1)]))
@@ -460,6 +512,7 @@ def loop_table(images: int, batch: int, repeats: int, model: str = "resnet18") -
             for overlap in (False, True):
                 torch.set_num_threads(torch_threads)
                 cfg = compose_config([*base, f"speed.overlap={overlap}", f"speed.box_threads={box_threads or 'null'}"])
+                process_settings(cfg)  # as the CLI's entry point does
                 results = [evaluate(cfg) for _ in range(repeats)]
                 seconds = min(r.info["seconds"] for r in results)
                 reference = reference or results[0].metrics

@@ -67,3 +67,21 @@ def test_auto_keeps_freed_memory_on_a_cpu_only_and_the_setting_changes_no_result
     other = {**config, "speed": {"fold_batchnorm": True, "keep_freed_memory": False}}
     assert run_fingerprint(config) == run_fingerprint(other)
     assert run_fingerprint(config) != run_fingerprint({**config, "speed": {"fold_batchnorm": False}})
+
+
+def test_only_the_cli_entry_point_sets_the_allocator():
+    """The library (wsol.pipeline.evaluate, wsol.evaluate) never calls mallopt; the CLI does, switchably."""
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from conftest import compose; import wsol, wsol.allocator as a;"
+        "from wsol.pipeline import evaluate; from wsol.run import process_settings;"
+        "cfg = compose('limit=2', 'batch_size=2', 'device=cpu');"
+        "evaluate(cfg); wsol.evaluate(wsol.models.build_model('efficientnet_lite0').module,"
+        " wsol.datasets.demo(num_images=2), method='cam', num_workers=0);"
+        "assert a.keep_freed_memory.cache_info().misses == 0, 'the library set the allocator';"
+        "assert process_settings(compose('speed.keep_freed_memory=false')) == {'keep_freed_memory': False};"
+        "assert a.keep_freed_memory.cache_info().misses == 0;"
+        "print(process_settings(cfg))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() in ("{'keep_freed_memory': True}", "{'keep_freed_memory': False}")  # False: not glibc

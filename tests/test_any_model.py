@@ -241,8 +241,10 @@ def nets_file(tmp_path) -> str:
 
 
 def test_a_module_from_a_file_with_a_dict_output(nets_file):
+    path = list(sys.path)
     model = build_model("custom", source="custom", target=f"{nets_file}:build_net", kwargs={"width": 6},
                         output="logits", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert sys.path == path and "my_nets" not in sys.modules  # loaded from the file, nothing process-wide
     assert model.num_classes == 5 and model.mean == (0.5, 0.5, 0.5) and default_layer(model.module) == "act"
     out = build_method("gradcam", model.module, "act")(torch.randn(2, 3, 64, 64), torch.tensor([1, 4]))
     assert out.maps.shape == (2, 31, 31) and out.logits.shape == (2, 5)
@@ -259,6 +261,7 @@ def test_custom_model_errors_are_one_line(nets_file, tmp_path):
          "gives 5 classes, but model.num_classes=9"),
         ({"target": f"{nets_file}:build_net", "kwargs": {"depth": 3}}, "unexpected keyword argument 'depth'"),
         ({"target": f"{tmp_path}/absent.py:build"}, "model.target: no file"),
+        ({"target": f"{nets_file}:build_nett"}, "my_nets.py has no callable build_nett"),
         ({"target": "torch.zeros", "kwargs": {"size": [2]}}, "gave a Tensor, not a torch.nn.Module"),
     ]
     for arguments, message in cases:

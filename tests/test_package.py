@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -57,3 +58,17 @@ def test_the_wsol_command_lists_and_dispatches(tmp_path):
     missing = _wsol("aggregate", str(tmp_path / "nothing"))
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert _pyproject()["project"]["scripts"]["wsol"] == "wsol.cli:main"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU: run the script itself")
+def test_gpu_check_on_a_cpu_machine_says_so_and_exits_0():
+    script = os.path.join(REPO, "scripts", "gpu_check.sh")
+    assert subprocess.run(["bash", "-n", script], check=False).returncode == 0
+    env = {**os.environ, "WSOL_PYTHON": sys.executable}
+    out = subprocess.run(["bash", script], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0 and "no CUDA GPU on this machine" in out.stdout
+    with open(script) as f:  # every test it names exists
+        text = f.read()
+    for path, name in re.findall(r"(tests/\w+\.py)::(\w+)", text):
+        with open(os.path.join(REPO, path)) as f:
+            assert f"def {name}(" in f.read(), (path, name)

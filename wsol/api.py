@@ -22,7 +22,7 @@ from .errors import WsolError
 from .metrics.metric import WSOLMetrics, as_box_batch
 from .metrics.results import EvalResult
 from .pipeline import InOrder, box_threads, resolve_workers
-from .scoring import ModelScorer
+from .scoring import ModelScorer, auto_on_cpu
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Result", "evaluate", "as_batch"]
 
@@ -114,8 +114,8 @@ def _device_of(model: nn.Module) -> torch.device:
 def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Sequence[str] | None = None,
              protocol: str = "wsoleval_v2", *, mean: Sequence[float] = IMAGENET_MEAN,
              std: Sequence[float] = IMAGENET_STD, target: str = "gt", batch_size: int = 32,
-             num_workers: int | str = "auto", precision: str = "fp32", overlap: bool = True,
-             overrides: Sequence[str] = (), **options) -> Result:
+             num_workers: int | str = "auto", precision: str = "fp32", channels_last: bool | str = "auto",
+             overlap: bool = True, overrides: Sequence[str] = (), **options) -> Result:
     """Evaluate CAM ``method`` on ``model`` at ``layer`` over ``data`` with the metrics of ``protocol``.
 
     Args:
@@ -127,14 +127,20 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
         target: ``gt`` (maps of the GT class, WSOL's convention) or ``top1``.
         batch_size, num_workers: how a wsol dataset is loaded (``auto``: the cores less one, as the CLI).
         precision: ``fp32`` or ``bf16`` (autocast). overlap: localize on a CPU thread while the next batch is scored.
+        channels_last: run in channels-last memory format (``auto``: on a CPU, as the CLI's ``speed.channels_last``;
+            the model's 4-d weights are converted for the call and back after, their values untouched).
         overrides: protocol settings in the CLI's form (``localize.interval=0.01``).
         options: the method's own (``wsol.cams.method_options(method)``).
     """
     device = _device_of(model)
     modes = [(m, m.training) for m in model.modules()]
+    channels_last = auto_on_cpu(channels_last, device)
+    contiguous = all(p.is_contiguous() for p in model.parameters())
     try:
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         cam = build(method, model, layer, **options)
-        scorer = ModelScorer(cam, mean, std, device, target=target, precision=precision)
+        scorer = ModelScorer(cam, mean, std, device, target=target, precision=precision, channels_last=channels_last)
         batches, facts = _batches(data, batch_size, resolve_workers(num_workers), device)
         metrics = WSOLMetrics(protocol, image_size=facts["image_size"], overrides=overrides,
                               box_threads=box_threads(None, overlap, device.type))
@@ -153,6 +159,8 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
     finally:
         for module, training in modes:
             module.training = training
+        if channels_last and contiguous:
+            model.to(memory_format=torch.contiguous_format)
     label = {"method": method, "model": type(model).__name__, "layer": result.info["layer"],
              "dataset": facts["name"], "protocol": protocol}
     return Result.of(result, label)

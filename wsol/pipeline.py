@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .allocator import keep_freed_memory
 from .cache import write_key
 from .cams import build_method
 from .cams.layout import LayoutRequest
@@ -191,8 +190,6 @@ class Evaluation:
         self.cfg, self.run_dir = cfg, run_dir
         self.config = to_dict(cfg)
         self.device = resolve_device(cfg.device)
-        if auto_on_cpu(cfg.speed.keep_freed_memory, self.device):
-            keep_freed_memory()
         self.from_files = cfg.method.name == "from_files"
         self.faith: Faithfulness | None = None
         self.spec = MetricSpec.from_config(cfg)

@@ -5,6 +5,7 @@ default target layers and layer lookup.
 
 from __future__ import annotations
 
+import importlib
 import os
 import urllib.error
 from collections.abc import Callable, Sequence
@@ -17,7 +18,6 @@ from torch.overrides import TorchFunctionMode
 from ..errors import WsolError
 from ..extras import require
 from ..registry import close_matches
-from .vision import import_torchvision
 
 __all__ = [
     "LoadedModel", "build_model", "default_layer", "find_layer", "imagenet_categories", "list_model_names",
@@ -53,7 +53,7 @@ class LoadedModel:
 def list_model_names() -> list[str]:
     """Every built-in model ``model=`` names: torchvision's classifiers (transformers included), the offline
     model and wsolevaluation's (:data:`SOURCES` bring any other)."""
-    tvm = import_torchvision().models
+    tvm = importlib.import_module("torchvision").models
     names = tvm.list_models(module=tvm)
     return sorted(names) + list(OFFLINE_MODELS) + list(WSOLEVAL_MODELS)
 
@@ -71,7 +71,7 @@ def model_label(model: dict) -> str:
 
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet class names, in index order (from torchvision's weight metadata; no download)."""
-    return list(import_torchvision().models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return list(importlib.import_module("torchvision").models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 class EfficientNetLite0(nn.Module):
@@ -176,7 +176,6 @@ def _wsoleval_model(name: str, weights: str | None, checkpoint: str | None, num_
                     architecture: str, large_feature_map: bool, acol_drop_threshold: float) -> nn.Module:
     """A wsolevaluation network from a checkpoint its training saved (``num_classes`` read from it when null), or
     randomly initialised with ``weights=None``."""
-    import_torchvision()  # before .wsoleval imports its blocks: without TorchDynamo
     from . import wsoleval
 
     def build(classes: int, initialize: bool = True) -> nn.Module:
@@ -201,7 +200,7 @@ def _wsoleval_model(name: str, weights: str | None, checkpoint: str | None, num_
 
 
 def _torchvision_model(name: str, weights: str | None, num_classes: int | None) -> tuple[nn.Module, object]:
-    tvm = import_torchvision().models
+    tvm = importlib.import_module("torchvision").models
     if name not in tvm.list_models(module=tvm):
         hint = close_matches(name, list_model_names())
         raise WsolError(f"unknown model {name!r}; did you mean: {', '.join(hint) or 'see wsol/conf/model/'}")
@@ -319,7 +318,6 @@ def _external_model(name, source, checkpoint, num_classes, mean, std, pretrained
         own_mean, own_std = custom.timm_normalization(module)
         mean, std = mean or own_mean, std or own_std
     else:
-        import_torchvision()  # a builder that imports it (most do) then imports it without TorchDynamo
         module = custom.build_custom(target, kwargs)
     if checkpoint:
         _load_state(module, read_checkpoint(checkpoint), checkpoint, f"{source} model {name}")

@@ -9,8 +9,8 @@ tuple or a dataclass names its logits with ``model.output``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
-import sys
 from collections.abc import Mapping
 
 import torch
@@ -31,21 +31,26 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _hydra_target(target: str) -> str:
-    """``pkg.mod.attr``, ``pkg.mod:attr`` or ``path/to/file.py:attr`` → a dotted path Hydra can locate (a file's
-    folder goes on ``sys.path``, its stem is the module)."""
+def _hydra_target(target: str):
+    """``pkg.mod.attr`` or ``pkg.mod:attr`` → the dotted path Hydra locates; ``path/to/file.py:attr`` → the
+    builder itself, the file loaded as a module with importlib (``sys.path`` and ``sys.modules`` untouched)."""
     if ":" not in target:
         return target
     module, attr = target.rsplit(":", 1)
-    if module.endswith(".py"):
-        path = os.path.abspath(os.path.expanduser(module))
-        if not os.path.isfile(path):
-            raise WsolError(f"model.target: no file {module}")
-        folder = os.path.dirname(path)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        module = os.path.splitext(os.path.basename(path))[0]
-    return f"{module}.{attr}"
+    if not module.endswith(".py"):
+        return f"{module}.{attr}"
+    path = os.path.abspath(os.path.expanduser(module))
+    if not os.path.isfile(path):
+        raise WsolError(f"model.target: no file {module}")
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    loaded = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(loaded)
+    except Exception as e:  # noqa: BLE001 - the user's file failed: one line, not a traceback
+        raise WsolError(f"cannot load model.target={target}: {_one_line(e)}") from None
+    if not callable(getattr(loaded, attr, None)):
+        raise WsolError(f"model.target: {module} has no callable {attr}")
+    return getattr(loaded, attr)
 
 
 def build_custom(target: str | None, kwargs: Mapping | None = None) -> nn.Module:
@@ -54,9 +59,12 @@ def build_custom(target: str | None, kwargs: Mapping | None = None) -> nn.Module
 
     if not target:
         raise WsolError("model=custom needs model.target=package.module.builder (or path/to/file.py:builder)")
-    config = {"_target_": _hydra_target(target), "_convert_": "all", **dict(kwargs or {})}
+    builder = _hydra_target(target)
     try:
-        module = instantiate(config)
+        if callable(builder):  # loaded from a file: its keyword arguments instantiated as Hydra would
+            module = builder(**instantiate(dict(kwargs or {}), _convert_="all"))
+        else:
+            module = instantiate({"_target_": builder, "_convert_": "all", **dict(kwargs or {})})
     except Exception as e:  # noqa: BLE001 - the user's import or constructor failed: one line, not a traceback
         raise WsolError(f"cannot build model.target={target}: {_one_line(e)}") from None
     if not isinstance(module, nn.Module):
