@@ -3,12 +3,13 @@
 It runs the CLI's own stages on the batches: a CAM method (:func:`wsol.cams.build`) scores each batch as
 :class:`~wsol.scoring.ModelScorer` does, and :class:`~wsol.metrics.metric.WSOLMetrics` turns the maps into the
 protocol's metrics as :mod:`wsol.pipeline` does, so the numbers are those of ``python -m wsol.run`` on the same
-images, model and settings. Nothing is written and nothing process-wide is changed; the model's train / eval
-modes are restored after.
+images, model and settings. Nothing is written and nothing process-wide is changed; the model is not changed
+(its batch norms are folded in a copy) and its train / eval modes are restored after.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ from .data.base import Batch, WsolDataset, collate
 from .errors import WsolError
 from .metrics.metric import WSOLMetrics, as_box_batch
 from .metrics.results import EvalResult
+from .models import default_layer
+from .models.fold import fold_batchnorms
 from .pipeline import InOrder, box_threads, resolve_workers
 from .scoring import ModelScorer, auto_on_cpu
 
@@ -106,6 +109,28 @@ def _batches(data, batch_size: int, workers: int, device: torch.device) -> tuple
     return numbered(), {"image_size": None, "has_boxes": True, "name": "data", "skips": {}}
 
 
+def _fast_copy(model: nn.Module, layer, fold: bool, channels_last: bool, size: int) -> tuple[nn.Module, list[str]]:
+    """The network the maps are computed on and its target layers: ``model`` itself, or with ``fold`` or
+    ``channels_last`` an eval-mode copy with its batch norms folded (as the CLI folds them, with the same example)
+    and its weights channels-last."""
+    layers = layer or default_layer(model, size)
+    layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
+    if not (fold or channels_last):
+        return model, layers
+    try:
+        net = copy.deepcopy(model).eval()
+    except Exception as e:  # noqa: BLE001 - a module that cannot be copied: say how to go on
+        raise WsolError(f"cannot copy the model to fold its batch norms ({type(e).__name__}: {e}); pass "
+                        "fold_batchnorm=False, channels_last=False to use it as it is") from None
+    if fold:
+        device = _device_of(net)
+        example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+        fold_batchnorms(net, example, keep=tuple(layers))
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    return net, layers
+
+
 def _device_of(model: nn.Module) -> torch.device:
     tensor = next(model.parameters(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
@@ -114,8 +139,9 @@ def _device_of(model: nn.Module) -> torch.device:
 def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Sequence[str] | None = None,
              protocol: str = "wsoleval_v2", *, mean: Sequence[float] = IMAGENET_MEAN,
              std: Sequence[float] = IMAGENET_STD, target: str = "gt", batch_size: int = 32,
-             num_workers: int | str = "auto", precision: str = "fp32", channels_last: bool | str = "auto",
-             overlap: bool = True, overrides: Sequence[str] = (), **options) -> Result:
+             num_workers: int | str = "auto", precision: str = "fp32", fold_batchnorm: bool = True,
+             channels_last: bool | str = "auto", overlap: bool = True, overrides: Sequence[str] = (),
+             **options) -> Result:
     """Evaluate CAM ``method`` on ``model`` at ``layer`` over ``data`` with the metrics of ``protocol``.
 
     Args:
@@ -127,19 +153,17 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
         target: ``gt`` (maps of the GT class, WSOL's convention) or ``top1``.
         batch_size, num_workers: how a wsol dataset is loaded (``auto``: the cores less one, as the CLI).
         precision: ``fp32`` or ``bf16`` (autocast). overlap: localize on a CPU thread while the next batch is scored.
-        channels_last: run in channels-last memory format (``auto``: on a CPU, as the CLI's ``speed.channels_last``;
-            the model's 4-d weights are converted for the call and back after, their values untouched).
+        fold_batchnorm, channels_last: the CLI's ``speed.fold_batchnorm`` and ``speed.channels_last`` (``auto``: on
+            a CPU), applied to a copy of the model made for the call: ``model`` itself is never changed.
         overrides: protocol settings in the CLI's form (``localize.interval=0.01``).
         options: the method's own (``wsol.cams.method_options(method)``).
     """
     device = _device_of(model)
     modes = [(m, m.training) for m in model.modules()]
     channels_last = auto_on_cpu(channels_last, device)
-    contiguous = all(p.is_contiguous() for p in model.parameters())
     try:
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        cam = build(method, model, layer, **options)
+        net, layers = _fast_copy(model, layer, fold_batchnorm, channels_last, getattr(data, "image_size", 224))
+        cam = build(method, net, layers, **options)
         scorer = ModelScorer(cam, mean, std, device, target=target, precision=precision, channels_last=channels_last)
         batches, facts = _batches(data, batch_size, resolve_workers(num_workers), device)
         metrics = WSOLMetrics(protocol, image_size=facts["image_size"], overrides=overrides,
@@ -159,8 +183,6 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
     finally:
         for module, training in modes:
             module.training = training
-        if channels_last and contiguous:
-            model.to(memory_format=torch.contiguous_format)
     label = {"method": method, "model": type(model).__name__, "layer": result.info["layer"],
              "dataset": facts["name"], "protocol": protocol}
     return Result.of(result, label)
