@@ -441,7 +441,9 @@ def compile_around(module: nn.Module, layers: list[str], mode: str = "default") 
     keep = {""} | {".".join(name.split(".")[:i]) for name in layers for i in range(1, name.count(".") + 2)}
     compiled = []
     # blocks of one class share their compiled code; each new shape is one more entry for it
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    dynamo = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"  # torch < 2.6's name
+    setattr(dynamo, limit, max(getattr(dynamo, limit), 64))
 
     def walk(prefix: str, parent: nn.Module) -> None:
         for child_name, child in parent.named_children():
