@@ -18,12 +18,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .cams import build
+from .cams.core import eval_mode
 from .data.base import Batch, WsolDataset, collate
 from .errors import WsolError
 from .metrics.metric import WSOLMetrics, as_box_batch
 from .metrics.results import EvalResult
 from .models import default_layer
-from .models.fold import fold_batchnorms
+from .models.fold import fold_batchnorms, fold_example
 from .pipeline import InOrder, box_threads, resolve_workers
 from .scoring import ModelScorer, auto_on_cpu
 
@@ -93,10 +94,9 @@ def _batches(data, batch_size: int, workers: int, device: torch.device) -> tuple
     if isinstance(data, WsolDataset):
         loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                             pin_memory=device.type == "cuda")
-        facts = {"image_size": data.image_size, "has_boxes": any(len(r.boxes) for r in data.records),
-                 "name": type(data).__name__, "skips": {"dataset_skipped": dict(data.skipped),
-                                                        "dataset_skipped_ids": data.skipped_ids,
-                                                        "boxes_clipped": data.boxes_clipped}}
+        skips = {"dataset_skipped": dict(data.skipped), "dataset_skipped_ids": data.skipped_ids,
+                 "boxes_clipped": data.boxes_clipped}
+        facts = {"image_size": data.image_size, "has_boxes": data.has_boxes, "name": data.name, "skips": skips}
         return loader, facts
 
     def numbered():
@@ -123,17 +123,14 @@ def _fast_copy(model: nn.Module, layer, fold: bool, channels_last: bool, size: i
         raise WsolError(f"cannot copy the model to fold its batch norms ({type(e).__name__}: {e}); pass "
                         "fold_batchnorm=False, channels_last=False to use it as it is") from None
     if fold:
-        device = _device_of(net)
-        example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-        fold_batchnorms(net, example, keep=tuple(layers))
+        fold_batchnorms(net, fold_example(size, _device_of(net)), keep=tuple(layers))
     if channels_last:
         net.to(memory_format=torch.channels_last)
     return net, layers
 
 
 def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+    return next(model.parameters(), torch.zeros(())).device
 
 
 def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Sequence[str] | None = None,
@@ -159,9 +156,8 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
         options: the method's own (``wsol.cams.method_options(method)``).
     """
     device = _device_of(model)
-    modes = [(m, m.training) for m in model.modules()]
     channels_last = auto_on_cpu(channels_last, device)
-    try:
+    with eval_mode(model):  # each module's own mode back after
         net, layers = _fast_copy(model, layer, fold_batchnorm, channels_last, getattr(data, "image_size", 224))
         cam = build(method, net, layers, **options)
         scorer = ModelScorer(cam, mean, std, device, target=target, precision=precision, channels_last=channels_last)
@@ -180,9 +176,6 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
         finally:
             stage.shutdown()
         result = metrics.result()
-    finally:
-        for module, training in modes:
-            module.training = training
     label = {"method": method, "model": type(model).__name__, "layer": result.info["layer"],
              "dataset": facts["name"], "protocol": protocol}
     return Result.of(result, label)

@@ -38,7 +38,7 @@ from .localize.sweep import load_kernel
 from .metrics.results import EvalResult, finalize
 from .metrics.stage import MetricSpec, MetricsStage
 from .models import build_model, compile_around, default_layer
-from .models.fold import fold_batchnorms
+from .models.fold import fold_batchnorms, fold_example
 from .progress import Progress
 from .scoring import (
     ClassifierClasses,
@@ -211,7 +211,7 @@ class Evaluation:
         except BaseException:
             self._loading = None  # its workers stop
             raise
-        self.has_boxes = any(len(r.boxes) for r in self.dataset.records)
+        self.has_boxes = self.dataset.has_boxes
         self.classes, self.classes_from = self._external_classes()
         self.stage = MetricsStage(
             self.spec, self.dataset.image_size, self.has_boxes, self.dataset.has_masks,
@@ -253,8 +253,7 @@ class Evaluation:
         layers = cfg.model.layer or default_layer(model.module, size)  # probed on the device
         layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
         if cfg.speed.fold_batchnorm:
-            example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(self.device)
-            fold_batchnorms(model.module, example, keep=tuple(layers))
+            fold_batchnorms(model.module, fold_example(size, self.device), keep=tuple(layers))
         channels_last = auto_on_cpu(cfg.speed.channels_last, self.device)
         if channels_last:
             model.module.to(memory_format=torch.channels_last)

@@ -218,6 +218,11 @@ class WsolDataset(Dataset):
             return "missing_file"
         return None
 
+    @property
+    def has_boxes(self) -> bool:
+        """Whether any kept record has a GT box (box metrics and pointing games apply)."""
+        return any(len(r.boxes) for r in self.records)
+
     def __len__(self) -> int:
         return len(self.records)
 

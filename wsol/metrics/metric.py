@@ -88,11 +88,10 @@ class WSOLMetrics:
         # run facts finalize reports (an evaluation of a dataset sets its load-time skips and its model's layer)
         self.info: dict[str, object] = {"target": "gt", "layer": None, "device": None, "dataset_skipped": {},
                                         "dataset_skipped_ids": [], "boxes_clipped": 0}
-        self._count = 0
 
     def reset(self) -> None:
         """Forget every batch (the settings stay)."""
-        self.stage, self.results, self._count = None, [], 0
+        self.stage, self.results = None, []
 
     def __len__(self) -> int:
         """Images accumulated so far."""
@@ -135,7 +134,8 @@ class WSOLMetrics:
                 raise WsolError(f"masks must be [B, {size}, {size}], got {tuple(masks.shape)}")
         labels = torch.zeros(count, dtype=torch.int64) if labels is None else torch.as_tensor(labels).cpu().long()
         if ids is None:
-            ids = [str(self._count + i) for i in range(count)]
+            seen = sum(r.n_images + len(r.skipped) for r in self.results)
+            ids = [str(seen + i) for i in range(count)]
         batch = Batch(images=torch.empty(0), labels=labels, boxes=boxes, box_valid=valid, masks=masks,
                       ids=[str(i) for i in ids], sizes=torch.full((count, 2), size, dtype=torch.int64))
         scores = Scores(batch.ids, maps.float(), None if top5 is None else torch.as_tensor(top5).long(),
@@ -156,7 +156,6 @@ class WSOLMetrics:
         """Accumulate a batch's result from :meth:`process`."""
         result.index = len(self.results)
         self.results.append(result)
-        self._count += result.n_images + len(result.skipped)
 
     def merge(self, other: WSOLMetrics) -> WSOLMetrics:
         """Add ``other``'s batches after this one's (the same settings): e.g. one object per process."""

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["fold_batchnorms", "foldable_pairs"]
+__all__ = ["fold_batchnorms", "fold_example", "foldable_pairs"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -144,6 +144,12 @@ def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
 
 
 @torch.no_grad()
+def fold_example(size: int, device: torch.device) -> torch.Tensor:
+    """The input a run checks its folds with: one seeded random ``[1, 3, size, size]`` image (the CLI and
+    :func:`wsol.evaluate` fold alike, so their maps agree bit for bit)."""
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+
+
 def fold_batchnorms(module: nn.Module, example: torch.Tensor, keep: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """Fold every qualifying eval-mode batch norm of ``module`` into its convolution, in place: the convolution
     gets ``W'`` and ``b'``, the batch norm is replaced by ``nn.Identity`` (names stay). A fold whose convolution
