@@ -495,8 +495,9 @@ def loop_table(images: int, batch: int, repeats: int, model: str = "resnet18") -
     import bench_peers
 
     from wsol.config import compose_config
-    from wsol.pipeline import available_cores, evaluate
+    from wsol.pipeline import evaluate
     from wsol.run import process_settings
+    from wsol.stages import available_cores
 
     cores = available_cores()
     splits = list(dict.fromkeys([(cores, None), (cores, cores), (cores, 1), (max(1, cores - 1), 1), (1, 1)]))
@@ -571,7 +572,7 @@ def whole_process(args) -> str:
 
     import bench_peers
 
-    from wsol.pipeline import available_cores, resolve_workers
+    from wsol.stages import available_cores, resolve_workers
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workers = resolve_workers(args.workers)

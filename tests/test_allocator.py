@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from wsol.pipeline import run_fingerprint
+from wsol.keys import run_fingerprint
 from wsol.scoring import auto_on_cpu
 
 PROBE = """

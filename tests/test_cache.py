@@ -16,7 +16,8 @@ from wsol import identity
 from wsol.cache import entries, main, parse_age, parse_size, prune
 from wsol.config import to_dict
 from wsol.errors import WsolError
-from wsol.pipeline import evaluate, map_key, run_fingerprint
+from wsol.keys import map_key, run_fingerprint
+from wsol.pipeline import evaluate
 from wsol.state import PartialStore
 
 

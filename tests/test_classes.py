@@ -99,8 +99,8 @@ def test_bad_external_classes_are_one_line(base, tmp_path):
 def test_a_classifier_config_keeps_every_model_key():
     """eval.classifier builds through the same path as model=: wsolevaluation's architecture keys included."""
     from wsol.config import classifier_config
-    from wsol.pipeline import _build_model
+    from wsol.stages import load_model
 
-    loaded = _build_model(classifier_config({"name": "wsoleval_vgg16", "architecture": "acol", "num_classes": 5,
+    loaded = load_model(classifier_config({"name": "wsoleval_vgg16", "architecture": "acol", "num_classes": 5,
                                              "weights": None}), 224)
     assert type(loaded.module).__name__ == "VGG16Acol" and loaded.num_classes == 5

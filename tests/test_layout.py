@@ -17,7 +17,8 @@ LAYERS = [
     ("localize", ("wsol.localize",)),
     ("config", ("wsol.config",)),
     ("metrics", ("wsol.metrics",)),
-    ("state", ("wsol.state", "wsol.identity", "wsol.cache")),
+    ("state", ("wsol.state", "wsol.identity", "wsol.cache", "wsol.keys")),
+    ("stages", ("wsol.stages",)),
     ("loop", ("wsol.pipeline",)),
     ("outputs", ("wsol.report",)),
     ("api", ("wsol", "wsol.api", "wsol.datasets")),  # "wsol": the package's own __init__ only

@@ -18,8 +18,9 @@ from wsol.cams.core import CamMethod
 from wsol.config import check_overrides
 from wsol.errors import WsolError
 from wsol.io import read_arrays
-from wsol.pipeline import Evaluation, evaluate, prefetch_batches
+from wsol.pipeline import Evaluation, evaluate
 from wsol.report.tables import format_table, metrics_frame, summarize_seeds
+from wsol.stages import prefetch_batches
 
 
 def _config(*overrides: str, cache: str | None = None):
@@ -102,7 +103,7 @@ def test_overlapped_loop_is_bit_identical_to_the_serial_one():
 
 def test_box_threads_split_the_cores_only_when_scoring_shares_them(monkeypatch):
     """null: half the cores for boxes when an overlapped loop scores on the CPU, else every core (None)."""
-    from wsol import pipeline as stage
+    from wsol import stages as stage
 
     monkeypatch.setattr(stage, "available_cores", lambda: 6)
     assert stage.box_threads(None, True, "cpu") == 3
@@ -424,9 +425,9 @@ def test_loading_starts_before_the_model_and_restarts_when_its_classes_drop_reco
     drops records (counted), and the batches are planned and loaded again from the records that remain."""
     common = ("method=cam", "batch_size=4", "limit=10", "num_workers=1")
     kept = Evaluation(_config(*common), start_loading=True)
-    started = kept._loading
+    started = kept.plan._started
     assert started is not None and started[0] == [0, 1, 2]
-    assert kept.loader([0, 1, 2]) is started[1] and kept._loading is None  # handed over, not started again
+    assert kept.loader([0, 1, 2]) is started[1] and kept.plan._started is None  # handed over, not started again
     assert not kept.dataset.skipped
 
     # the demo's labels are 285, 657, 872, 967 in turn: a 700-class model keeps half of its 120 records
@@ -435,7 +436,7 @@ def test_loading_starts_before_the_model_and_restarts_when_its_classes_drop_reco
     assert small.meta["dataset_skipped"] == {"class_id_out_of_range": 60}
     assert len(small.dataset) == 10 and {r.label for r in small.dataset.records} == {285, 657}
     assert small.batches == {0: [0, 1, 2, 3], 1: [4, 5, 6, 7], 2: [8, 9]}
-    assert small._loading is None  # the early workers (on records now dropped) were stopped
+    assert small.plan._started is None  # the early workers (on records now dropped) were stopped
     batches = list(small.loader(list(small.batches)))
     assert [b.ids for b in batches] == [[small.dataset.records[i].image_id for i in positions]
                                         for positions in small.batches.values()]

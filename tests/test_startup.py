@@ -70,7 +70,7 @@ def test_second_process_loads_the_kernels_from_the_user_cache_of_a_read_only_ins
 
 def test_num_workers_auto_leaves_one_core_for_the_main_loop(monkeypatch):
     from wsol.errors import WsolError
-    from wsol.pipeline import resolve_workers
+    from wsol.stages import resolve_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
     assert resolve_workers("auto") == 3

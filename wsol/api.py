@@ -25,8 +25,9 @@ from .metrics.metric import WSOLMetrics, as_box_batch
 from .metrics.results import EvalResult
 from .models import default_layer
 from .models.fold import fold_batchnorms, fold_example
-from .pipeline import InOrder, box_threads, resolve_workers
+from .pipeline import InOrder
 from .scoring import ModelScorer, auto_on_cpu
+from .stages import box_threads, resolve_workers
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Result", "evaluate", "as_batch"]
 

@@ -3,7 +3,7 @@
 The cache (``cache_dir``, default ``$WSOL_CACHE`` or ``~/.cache/wsol``) holds:
 
 - ``maps/<key>/``: one evaluation's score maps and top-5 predictions, one ``batch_NNNNNN.npz`` per batch, and
-  ``key.json``, what the key is made of (:func:`wsol.pipeline.map_key`: the dataset, model and method settings,
+  ``key.json``, what the key is made of (:func:`wsol.keys.map_key`: the dataset, model and method settings,
   wsol's code, the libraries' versions, the device type, the bytes of the checkpoint and metadata files);
 - ``images/``: decoded eval-size images (``image_cache=true``);
 - ``digests/``: the SHA-256 of each checkpoint or metadata file read, by path, size and modification time.

@@ -48,6 +48,7 @@ __all__ = [
     "register_configs",
     "classifier_config",
     "resolve_threshold",
+    "spec_of",
     "threshold_from_run",
     "to_dict",
     "validate",
@@ -604,6 +605,16 @@ def same_images(stored: dict, current: dict) -> bool:
     evaluation aside (``image_size``, ``box_rescale``), so a run written before a key existed still compares."""
     shared = (stored.keys() & current.keys()) - {"image_size", "box_rescale"}
     return bool(shared) and all(stored[key] == current[key] for key in shared)
+
+
+def spec_of(kind: type, node, **given):
+    """The frozen dataclass ``kind`` (a stage's spec: :class:`wsol.models.ModelSpec`,
+    :class:`wsol.faithfulness.FaithfulnessOptions`…) from the config node's fields of the same names, as plain
+    values (enums as their values, lists as tuples, mappings as dicts); ``given`` adds or replaces fields."""
+    values = to_dict(node)
+    names = [f.name for f in dataclasses.fields(kind)]
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return kind(**{**fields, **given})
 
 
 def to_dict(cfg) -> dict:

@@ -27,8 +27,9 @@ from .config import CONF_DIR, check_overrides, protocol_caption, protocol_label,
 from .errors import WsolError
 from .extras import EXTRAS, require
 from .io import atomic_write_text
+from .keys import run_fingerprint
 from .models import model_label
-from .pipeline import EvalResult, evaluate, run_fingerprint
+from .pipeline import EvalResult, evaluate
 from .report import write_run
 from .report.compare import paper_tables
 from .report.visualize import write_run_report

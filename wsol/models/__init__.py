@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import urllib.error
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +20,7 @@ from ..extras import require
 from ..registry import close_matches
 
 __all__ = [
-    "LoadedModel", "build_model", "default_layer", "find_layer", "imagenet_categories", "list_model_names",
+    "LoadedModel", "ModelSpec", "build_model", "default_layer", "find_layer", "imagenet_categories", "list_model_names",
     "model_label", "read_checkpoint",
 ]
 
@@ -172,18 +172,21 @@ def _from_checkpoint(build: Callable[[], nn.Module], path: str, expected: str,
     return module
 
 
-def _wsoleval_model(name: str, weights: str | None, checkpoint: str | None, num_classes: int | None,
-                    architecture: str, large_feature_map: bool, acol_drop_threshold: float) -> nn.Module:
+def _wsoleval_model(spec: ModelSpec) -> nn.Module:
     """A wsolevaluation network from a checkpoint its training saved (``num_classes`` read from it when null), or
     randomly initialised with ``weights=None``."""
     from . import wsoleval
 
+    name, checkpoint, architecture, large_feature_map = spec.name, spec.checkpoint, spec.architecture, \
+        spec.large_feature_map
+
     def build(classes: int, initialize: bool = True) -> nn.Module:
-        return wsoleval.build_wsoleval(name, architecture, classes, large_feature_map, acol_drop_threshold, initialize)
+        return wsoleval.build_wsoleval(name, architecture, classes, large_feature_map, spec.acol_drop_threshold,
+                                       initialize)
 
     if checkpoint:
         state = read_checkpoint(checkpoint)
-        classes = num_classes or wsoleval.checkpoint_classes(state) or 1000
+        classes = spec.num_classes or wsoleval.checkpoint_classes(state) or 1000
         expected = (f"{name} (model.architecture={architecture}, model.large_feature_map="
                     f"{str(large_feature_map).lower()}, {classes} classes)")
 
@@ -192,11 +195,11 @@ def _wsoleval_model(name: str, weights: str | None, checkpoint: str | None, num_
             return f"it fits: {'; '.join(fits)}" if fits else "it is no wsolevaluation checkpoint of these layouts"
 
         return _from_checkpoint(lambda: build(classes, initialize=False), checkpoint, expected, hint, state)
-    if weights is not None:
+    if spec.weights is not None:
         raise WsolError(f"{name} has no downloadable trained weights: pass model.checkpoint=PATH (a checkpoint "
                         f"wsolevaluation's training saved, e.g. last_checkpoint.pth.tar), or model.weights=null "
                         f"for random weights")
-    return build(num_classes or 1000)
+    return build(spec.num_classes or 1000)
 
 
 def _torchvision_model(name: str, weights: str | None, num_classes: int | None) -> tuple[nn.Module, object]:
@@ -228,27 +231,11 @@ def _torchvision_model(name: str, weights: str | None, num_classes: int | None) 
     return module, weights_enum
 
 
-def build_model(
-    name: str,
-    *,
-    source: str = "builtin",
-    weights: str | None = "DEFAULT",
-    checkpoint: str | None = None,
-    num_classes: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    architecture: str = "cam",
-    large_feature_map: bool = False,
-    acol_drop_threshold: float = 0.7,
-    pretrained: bool = True,
-    target: str | None = None,
-    kwargs: dict | None = None,
-    output: str | None = None,
-    input_size: int = 224,
-) -> LoadedModel:
-    """Build a classifier, in eval mode on the CPU.
+@dataclass(frozen=True)
+class ModelSpec:
+    """What :func:`build_model` builds: the ``model`` config's fields (``wsol.config.model_spec`` makes one from it).
 
-    Args:
+    Attributes:
         name: with ``source="builtin"``, a torchvision classifier (``resnet50``, ``vit_b_16``…),
             ``efficientnet_lite0`` or a wsolevaluation model (``wsoleval_resnet50``…); with ``"timm"``, any timm
             model name; with ``"custom"``, the label of the user's model.
@@ -264,17 +251,40 @@ def build_model(
         target, kwargs: the user's builder (``pkg.mod.fn`` or ``file.py:fn``) and its arguments; ``kwargs`` also
             go to ``timm.create_model``.
         output: the logits' key, index or attribute in a model's output that is not a tensor.
-        input_size: the side of the probe input that checks a timm or custom model's output.
+    """
+
+    name: str
+    source: str = "builtin"
+    weights: str | None = "DEFAULT"
+    checkpoint: str | None = None
+    num_classes: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    architecture: str = "cam"
+    large_feature_map: bool = False
+    acol_drop_threshold: float = 0.7
+    pretrained: bool = True
+    target: str | None = None
+    kwargs: dict | None = None
+    output: str | None = None
+
+
+def build_model(spec: ModelSpec | str | None = None, *, input_size: int = 224, **fields) -> LoadedModel:
+    """Build the classifier ``spec`` describes (a name: ``ModelSpec(spec, **fields)``; none: ``ModelSpec(**fields)``),
+    in eval mode on the CPU. ``input_size``: the side of the probe input that checks a timm or custom model's output.
 
     Raises:
         WsolError: unknown name or weights, unreachable weights file, checkpoint that does not fit, a timm or
             custom model whose forward gives no ``[B, num_classes]`` logits.
     """
-    if source in ("timm", "custom"):
-        return _external_model(name, source, checkpoint, num_classes, mean, std, pretrained, target, kwargs, output,
-                               input_size)
-    if source != "builtin":
-        raise WsolError(f"model.source must be builtin, timm or custom, got {source!r}")
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec(**fields) if spec is None else ModelSpec(spec, **fields)
+    if spec.source in ("timm", "custom"):
+        return _external_model(spec, input_size)
+    name, weights, checkpoint, num_classes = spec.name, spec.weights, spec.checkpoint, spec.num_classes
+    mean, std = spec.mean, spec.std
+    if spec.source != "builtin":
+        raise WsolError(f"model.source must be builtin, timm or custom, got {spec.source!r}")
     names: list[str] | None = None
     lookup: Callable[[], list[str]] | None = None  # names looked up when asked for
     resolved = None
@@ -283,8 +293,7 @@ def build_model(
             raise WsolError("efficientnet_lite0 ships its own weights; model.checkpoint is not supported for it")
         module, lookup = _efficientnet_lite0(), imagenet_categories
     elif name in WSOLEVAL_MODELS:
-        module = _wsoleval_model(name, weights, checkpoint, num_classes, architecture, large_feature_map,
-                                 acol_drop_threshold)
+        module = _wsoleval_model(spec)
     elif checkpoint:
         module = _from_checkpoint(lambda: _torchvision_model(name, None, num_classes)[0], checkpoint,
                                   f"{name} ({num_classes or 1000} classes)")
@@ -308,22 +317,23 @@ def build_model(
     )
 
 
-def _external_model(name, source, checkpoint, num_classes, mean, std, pretrained, target, kwargs, output,
-                    input_size) -> LoadedModel:
+def _external_model(spec: ModelSpec, input_size: int) -> LoadedModel:
     """A timm model or the user's own module, checked to give ``[B, num_classes]`` logits."""
     from . import custom
 
+    name, source, checkpoint, pretrained, kwargs = spec.name, spec.source, spec.checkpoint, spec.pretrained, spec.kwargs
+    mean, std = spec.mean, spec.std
     if source == "timm":
-        module = custom.build_timm(name, pretrained and not checkpoint, num_classes, kwargs)
+        module = custom.build_timm(name, pretrained and not checkpoint, spec.num_classes, kwargs)
         own_mean, own_std = custom.timm_normalization(module)
         mean, std = mean or own_mean, std or own_std
     else:
-        module = custom.build_custom(target, kwargs)
+        module = custom.build_custom(spec.target, kwargs)
     if checkpoint:
         _load_state(module, read_checkpoint(checkpoint), checkpoint, f"{source} model {name}")
-    if output:
-        custom.select_output(module, str(output))
-    classes = custom.check_logits(module.eval(), input_size, num_classes)
+    if spec.output:
+        custom.select_output(module, str(spec.output))
+    classes = custom.check_logits(module.eval(), input_size, spec.num_classes)
     pretrained_cfg = getattr(module, "pretrained_cfg", None) if source == "timm" and pretrained else None
     resolved = None
     if pretrained_cfg and not checkpoint:
