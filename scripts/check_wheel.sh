@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the wheel, install it (not editable, with the demo extra) into a fresh virtual environment and run
-# the offline demo from an empty folder outside the checkout, as `python -m wsol.run` and as `wsol run`.
+# the offline demo from an empty folder outside the checkout, as `python -m wsol.run` and as `wsol run`, and
+# docs/api.md's Python snippets there.
 # WSOL_TORCH overrides the torch/torchvision pair, as in setup.sh.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,4 +31,16 @@ cmp <(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"]
     <(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"])' run_command/metrics.json)
 "$work/venv/bin/wsol" aggregate . --out table >/dev/null
 test -f table/table.md
+# docs/api.md's Python snippets, as written, on the installed package (not the checkout)
+"$work/venv/bin/python" - "$repo/docs/api.md" "$repo" <<'PY'
+import os, re, sys
+blocks = re.findall(r"```python\n(.*?)```", open(sys.argv[1]).read(), re.S)
+scope = {}
+for block in blocks:
+    exec(compile(block, "docs/api.md", "exec"), scope)
+import wsol
+if os.path.abspath(wsol.__file__).startswith(os.path.abspath(sys.argv[2]) + os.sep):
+    sys.exit(f"error: wsol was imported from the checkout ({wsol.__file__})")
+print(f"docs/api.md: {len(blocks)} snippets ran on the installed wsol {wsol.__version__}")
+PY
 echo "wheel check: $(basename "$wheel") installed into a fresh venv; the demo ran from an empty folder"

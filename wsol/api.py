@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .cams import build
 from .cams.core import eval_mode
-from .data.base import Batch, WsolDataset, collate
+from .data.base import Batch, WsolDataset
 from .errors import WsolError
 from .metrics.metric import WSOLMetrics, as_box_batch
 from .metrics.results import EvalResult
@@ -27,7 +26,7 @@ from .models import default_layer
 from .models.fold import fold_batchnorms, fold_example
 from .pipeline import InOrder
 from .scoring import ModelScorer, auto_on_cpu
-from .stages import box_threads, resolve_workers
+from .stages import box_threads, load_batches, resolve_workers
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Result", "evaluate", "as_batch"]
 
@@ -91,14 +90,15 @@ def as_batch(item, ids: Sequence[str]) -> Batch:
 
 
 def _batches(data, batch_size: int, workers: int, device: torch.device) -> tuple[Iterable[Batch], dict]:
-    """The batches of ``data`` and what it is: a wsol dataset (loaded as the CLI loads it) or an iterable."""
+    """The batches of ``data`` and what it is: a wsol dataset (loaded as the CLI loads it, its workers started now
+    so that they decode while the model is prepared) or an iterable."""
     if isinstance(data, WsolDataset):
-        loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                            pin_memory=device.type == "cuda")
+        starts = range(0, len(data), batch_size)
+        batches = [list(range(i, min(i + batch_size, len(data)))) for i in starts]
         skips = {"dataset_skipped": dict(data.skipped), "dataset_skipped_ids": data.skipped_ids,
                  "boxes_clipped": data.boxes_clipped}
         facts = {"image_size": data.image_size, "has_boxes": data.has_boxes, "name": data.name, "skips": skips}
-        return loader, facts
+        return load_batches(data, batches, workers, device, batch_size), facts
 
     def numbered():
         seen = 0
@@ -158,11 +158,11 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
     """
     device = _device_of(model)
     channels_last = auto_on_cpu(channels_last, device)
+    batches, facts = _batches(data, batch_size, resolve_workers(num_workers), device)
     with eval_mode(model):  # each module's own mode back after
         net, layers = _fast_copy(model, layer, fold_batchnorm, channels_last, getattr(data, "image_size", 224))
         cam = build(method, net, layers, **options)
         scorer = ModelScorer(cam, mean, std, device, target=target, precision=precision, channels_last=channels_last)
-        batches, facts = _batches(data, batch_size, resolve_workers(num_workers), device)
         metrics = WSOLMetrics(protocol, image_size=facts["image_size"], overrides=overrides,
                               box_threads=box_threads(None, overlap, device.type))
         metrics.info.update(target=target, layer="+".join(cam.layer_names), device=str(device), **facts["skips"])

@@ -34,7 +34,7 @@ from .models.fold import fold_batchnorms, fold_example
 from .scoring import ClassifierClasses, FileClasses, FileScorer, MapCache, ModelScorer, auto_on_cpu, read_predictions
 
 __all__ = ["BatchPlan", "Scoring", "available_cores", "box_threads", "build_dataset_of", "build_metrics",
-           "build_scoring", "external_classes", "load_model", "prefetch_batches", "resolve_workers"]
+           "build_scoring", "external_classes", "load_batches", "load_model", "prefetch_batches", "resolve_workers"]
 
 # images the DataLoader workers decode ahead of the loop (at least two batches per worker): a run's workers
 # start before its model is built and decode this far ahead meanwhile
@@ -145,17 +145,22 @@ class BatchPlan:
         return self._loader(batch_indices)[1]
 
     def _loader(self, batch_indices: list[int]) -> tuple[list[int], Iterator[Batch]]:
-        """An iterator over the batches, its workers started, decoding ahead (:func:`prefetch_batches`)."""
-        ahead = {}
-        if self.workers:
-            size = self.dataset.image_size
-            image_bytes = size * size * (4 if self.dataset.has_masks else 3)  # uint8 pixels (and mask)
-            ahead["prefetch_factor"] = prefetch_batches(self.cfg.batch_size, self.workers, image_bytes,
-                                                        free_shared_memory())
-        loader = DataLoader(self.dataset, batch_sampler=[self.batches[i] for i in batch_indices],
-                            num_workers=self.workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-                            **ahead)
-        return batch_indices, iter(loader)
+        batches = [self.batches[i] for i in batch_indices]
+        return batch_indices, load_batches(self.dataset, batches, self.workers, self.device, self.cfg.batch_size)
+
+
+def load_batches(dataset: WsolDataset, batches: list[list[int]], workers: int, device: torch.device,
+                 batch_size: int) -> Iterator[Batch]:
+    """An iterator over ``batches`` (lists of dataset positions) of ``dataset``, its ``workers`` started now and
+    decoding ahead (:func:`prefetch_batches`), pinned for a CUDA ``device``."""
+    ahead = {}
+    if workers:
+        size = dataset.image_size
+        image_bytes = size * size * (4 if dataset.has_masks else 3)  # uint8 pixels (and mask)
+        ahead["prefetch_factor"] = prefetch_batches(batch_size, workers, image_bytes, free_shared_memory())
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+                        pin_memory=device.type == "cuda", **ahead)
+    return iter(loader)
 
 
 def load_model(model_cfg, input_size: int) -> LoadedModel:
