@@ -26,7 +26,7 @@ from .models import default_layer
 from .models.fold import fold_batchnorms, fold_example
 from .pipeline import InOrder
 from .scoring import ModelScorer, auto_on_cpu
-from .stages import box_threads, load_batches, resolve_workers
+from .stages import batch_positions, box_threads, load_batches, resolve_workers
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Result", "evaluate", "as_batch"]
 
@@ -93,8 +93,7 @@ def _batches(data, batch_size: int, workers: int, device: torch.device) -> tuple
     """The batches of ``data`` and what it is: a wsol dataset (loaded as the CLI loads it, its workers started now
     so that they decode while the model is prepared) or an iterable."""
     if isinstance(data, WsolDataset):
-        starts = range(0, len(data), batch_size)
-        batches = [list(range(i, min(i + batch_size, len(data)))) for i in starts]
+        batches = batch_positions(len(data), batch_size)
         skips = {"dataset_skipped": dict(data.skipped), "dataset_skipped_ids": data.skipped_ids,
                  "boxes_clipped": data.boxes_clipped}
         facts = {"image_size": data.image_size, "has_boxes": data.has_boxes, "name": data.name, "skips": skips}

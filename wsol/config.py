@@ -607,14 +607,14 @@ def same_images(stored: dict, current: dict) -> bool:
     return bool(shared) and all(stored[key] == current[key] for key in shared)
 
 
-def spec_of(kind: type, node, **given):
+def spec_of(kind: type, node):
     """The frozen dataclass ``kind`` (a stage's spec: :class:`wsol.models.ModelSpec`,
     :class:`wsol.faithfulness.FaithfulnessOptions`…) from the config node's fields of the same names, as plain
-    values (enums as their values, lists as tuples, mappings as dicts); ``given`` adds or replaces fields."""
+    values (enums as their values, lists as tuples, mappings as dicts)."""
     values = to_dict(node)
     names = [f.name for f in dataclasses.fields(kind)]
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
-    return kind(**{**fields, **given})
+    return kind(**fields)
 
 
 def to_dict(cfg) -> dict:

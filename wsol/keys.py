@@ -54,10 +54,11 @@ def map_key(config, weights: str | None = None) -> dict:
     return key
 
 
-def map_store(config, weights: str | None = None) -> str | None:
-    """Where a run's score maps are kept: the map cache under ``cache_dir``, keyed by :func:`map_key` (batches are
-    global, so shards share it); ``None`` without a cache."""
+def map_store(config, weights: str | None = None, key: dict | None = None) -> str | None:
+    """Where a run's score maps are kept: the map cache under ``cache_dir``, keyed by :func:`map_key` (``key``:
+    that key, computed already; batches are global, so shards share it); ``None`` without a cache."""
     config = _plain(config)
     if not config.get("cache_dir"):
         return None
-    return os.path.join(os.path.expanduser(config["cache_dir"]), "maps", fingerprint(map_key(config, weights)))
+    key = map_key(config, weights) if key is None else key
+    return os.path.join(os.path.expanduser(config["cache_dir"]), "maps", fingerprint(key))

@@ -33,8 +33,9 @@ from .models import LoadedModel, ModelSpec, build_model, compile_around, default
 from .models.fold import fold_batchnorms, fold_example
 from .scoring import ClassifierClasses, FileClasses, FileScorer, MapCache, ModelScorer, auto_on_cpu, read_predictions
 
-__all__ = ["BatchPlan", "Scoring", "available_cores", "box_threads", "build_dataset_of", "build_metrics",
-           "build_scoring", "external_classes", "load_batches", "load_model", "prefetch_batches", "resolve_workers"]
+__all__ = ["BatchPlan", "Scoring", "available_cores", "batch_positions", "box_threads", "build_dataset_of",
+           "build_metrics", "build_scoring", "external_classes", "load_batches", "load_model", "prefetch_batches",
+           "resolve_workers"]
 
 # images the DataLoader workers decode ahead of the loop (at least two batches per worker): a run's workers
 # start before its model is built and decode this far ahead meanwhile
@@ -99,6 +100,12 @@ def shard_range(num_batches: int, index: int, count: int) -> range:
     return range(bounds[index], bounds[index + 1])
 
 
+def batch_positions(count: int, batch_size: int) -> list[list[int]]:
+    """The dataset positions of each batch of ``count`` records: consecutive runs of ``batch_size`` (the last one
+    shorter), as the CLI and ``wsol.evaluate`` form them."""
+    return [list(range(start, min(start + batch_size, count))) for start in range(0, count, batch_size)]
+
+
 def build_dataset_of(cfg) -> WsolDataset:
     """The dataset ``cfg.dataset`` describes, its first ``cfg.limit`` records (its classes are checked later,
     against the model's)."""
@@ -124,9 +131,8 @@ class BatchPlan:
         cfg, self._started = self.cfg, None
         if cfg.image_cache and cfg.cache_dir:
             self.dataset.use_image_cache(os.path.join(os.path.expanduser(cfg.cache_dir), "images"))
-        starts = range(0, len(self.dataset), cfg.batch_size)
-        mine = shard_range(len(starts), cfg.shard.index, cfg.shard.count)
-        self.batches = {i: list(range(starts[i], min(starts[i] + cfg.batch_size, len(self.dataset)))) for i in mine}
+        every = batch_positions(len(self.dataset), cfg.batch_size)
+        self.batches = {i: every[i] for i in shard_range(len(every), cfg.shard.index, cfg.shard.count)}
 
     def start(self) -> None:
         """Start the workers on all of this shard's batches (without workers: nothing to start)."""
@@ -212,9 +218,10 @@ def build_scoring(cfg, device: torch.device, run_dir: str | None = None) -> Scor
                           layout=layout, **options)
     if cfg.speed.compile:
         compile_around(model.module, layers, "default" if cfg.speed.compile is True else str(cfg.speed.compile))
-    store = map_store(cfg, model.weights)
+    key = map_key(cfg, model.weights) if cfg.cache_dir else None
+    store = map_store(cfg, key=key)
     if store is not None:
-        write_key(store, map_key(cfg, model.weights))
+        write_key(store, key)
     if store is None and cfg.report and run_dir:
         store = os.path.join(run_dir, "maps")
     faith = None

@@ -233,7 +233,7 @@ def _torchvision_model(name: str, weights: str | None, num_classes: int | None) 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What :func:`build_model` builds: the ``model`` config's fields (``wsol.config.model_spec`` makes one from it).
+    """What :func:`build_model` builds: the ``model`` config's fields (``wsol.config.spec_of`` makes one from it).
 
     Attributes:
         name: with ``source="builtin"``, a torchvision classifier (``resnet50``, ``vit_b_16``…),
