@@ -167,8 +167,9 @@ class WSOLMetrics:
             self.append(r)
         return self
 
-    def result(self) -> EvalResult:
-        """Every metric, the per-image rows and the threshold curves (:func:`~wsol.metrics.results.finalize`)."""
+    def result(self, seconds: float = 0.0) -> EvalResult:
+        """Every metric, the per-image rows and the threshold curves (:func:`~wsol.metrics.results.finalize`);
+        ``seconds``: the caller's scoring + metrics time, reported in ``info``."""
         if not self.results:
             raise WsolError("no images yet: call update first")
         meta = {
@@ -176,7 +177,7 @@ class WSOLMetrics:
             "thresholds": list(self.spec.thresholds), "bootstrap": {"resamples": 0, "seed": 0}, "maps": None,
             "classes_from": None, **self.info,
         }
-        return finalize(meta, self.results)
+        return finalize(meta, self.results, seconds)
 
     def compute(self) -> dict[str, float]:
         """The metrics, in percent (thresholds as fractions), under the CLI's ``metrics.json`` names."""
