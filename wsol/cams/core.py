@@ -33,7 +33,7 @@ __all__ = [
     "weighted_sum",
 ]
 
-FUSIONS = ("mean", "max", "layercam")
+FUSIONS = ("mean", "max", "layercam", "product")
 
 
 @dataclass
@@ -56,6 +56,7 @@ class LayerCapture:
     logits: torch.Tensor  # [B, num_classes]
     targets: torch.Tensor  # [B]
     layout: Layout = NCHW  # how the layer's output holds the map
+    graph: tuple[torch.Tensor, torch.Tensor] | None = None  # (A, g) still on autograd's graph (``keeps_graph``)
 
     def capture(self, graph_from_here: bool = False) -> contextlib.AbstractContextManager[dict]:
         """:func:`capture_activations` on this layer with its layout, for another forward of the same inputs."""
@@ -117,21 +118,29 @@ def seeded_noise(shape: tuple[int, ...], std: float, seed: int, device: torch.de
     return (torch.randn(shape, generator=generator) * std).to(device)
 
 
+def resize_maps(maps: torch.Tensor, size) -> torch.Tensor:
+    """``[B, h, w]`` maps bilinearly resized to ``size`` (half-pixel centres, ``align_corners=False``)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
 def fuse_layer_maps(maps: Sequence[torch.Tensor], fusion: str = "mean") -> torch.Tensor:
     """One map ``[B, h, w]`` from per-layer maps (bilinearly resized to the finest layer's size).
 
     ``mean`` / ``max``: the mean / element-wise maximum of the min-max normalised maps
     (pytorch-grad-cam aggregates layers by the mean). ``layercam``: LayerCAM's scaling
     ``tanh(2 · M / max M)`` (Jiang et al., TIP 2021, Eq. 6), then the element-wise maximum
-    (torchcam's fusion). A single map passes unchanged.
+    (torchcam's fusion). ``product``: RefineCAM's (Kim et al., 2026): each map min-max normalised at its own
+    resolution, then resized, then their element-wise product (torchcam's order). A single map passes unchanged.
     """
     if len(maps) == 1:
         return maps[0]
     size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
-    resized = [
-        m if m.shape[-2:] == size else F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        for m in maps
-    ]
+    if fusion == "product":
+        normalised = [minmax_normalize(m)[0] for m in maps]
+        return torch.stack([resize_maps(m, size) for m in normalised]).prod(0)
+    resized = [resize_maps(m, size) for m in maps]
     if fusion == "layercam":
         stacked = torch.stack(resized)  # [L, B, h, w]
         peak = stacked.flatten(2).amax(2)[..., None, None]
@@ -158,6 +167,7 @@ class CamMethod:
     """
 
     needs_grad: bool = True
+    keeps_graph: bool = False  # gradients made with create_graph, (A, g) kept on the graph (second-order methods)
 
     def __init__(
         self,
@@ -200,6 +210,10 @@ class CamMethod:
         """The raw map ``[B, h, w]`` of one layer before the optional ReLU."""
         return weighted_sum(self.channel_weights(x), x.activations)
 
+    def objective(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The score ``[B]`` each map explains, differentiated for ``g``: the target class's logit."""
+        return target_scores(logits, targets)
+
     def forward_with_captures(self, images: torch.Tensor, targets_from) -> list[LayerCapture]:
         """One forward (and backward, if ``needs_grad``) with every target layer hooked."""
         with contextlib.ExitStack() as stack, torch.set_grad_enabled(False):
@@ -212,10 +226,12 @@ class CamMethod:
             activations = [store["activations"] for store in stores]
             gradients: Sequence[torch.Tensor | None] = [None] * len(activations)
             if self.needs_grad:
-                scores = target_scores(logits, targets).sum()  # samples are independent in eval mode
-                gradients = torch.autograd.grad(scores, activations)
+                scores = self.objective(logits, targets).sum()  # samples are independent in eval mode
+                with torch.set_grad_enabled(self.keeps_graph):
+                    gradients = torch.autograd.grad(scores, activations, create_graph=self.keeps_graph)
         return [
-            LayerCapture(layer, images.detach(), a.detach(), g, logits.detach(), targets, store["layout"])
+            LayerCapture(layer, images.detach(), a.detach(), None if g is None else g.detach(), logits.detach(),
+                         targets, store["layout"], (a, g) if self.keeps_graph else None)
             for layer, a, g, store in zip(self.layers, activations, gradients, stores, strict=True)
         ]
 
