@@ -117,9 +117,9 @@ def api_table(device: str, images: int, batch: int, repeats: int) -> str:
         f"`python scripts/bench.py --api --api-images {images} --device {device}`: Grad-CAM++, EfficientNet-Lite0, "
         f"{images} demo images, batch {batch}, torch {torch.__version__}; best of {repeats}, alternating, in one "
         "process. *loop*: scoring + metrics, from the first batch to the last batch's metrics (`info['seconds']`; "
-        "the DataLoader workers were started before the model was built or folded). *call*: from the call to its return "
-        "(the CLI's: composing the config, building the model, starting the workers; `wsol.evaluate`'s: starting "
-        "the workers, copying and folding the model, the loop).", "",
+        "the DataLoader workers were started before the model was built or folded). *call*: from the call to its "
+        "return (the CLI's: composing the config, building the model, starting the workers; `wsol.evaluate`'s: "
+        "starting the workers, copying and folding the model, the loop).", "",
         "| loop | loop s | call s | images/s (call) |", "| :--- | ---: | ---: | ---: |",
     ]
     for k, v in wall.items():

@@ -74,6 +74,7 @@ class Comparison:
     with_reading: float | None = None
     note: str = ""
     per_image: dict[str, list[float]] = field(default_factory=dict)
+    max_diff: dict[str, list[float]] = field(default_factory=dict)  # per image, |a − b| after min-max of both
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,6 +85,17 @@ def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     out = np.where((na > 0) & (nb > 0), (a * b).sum(1) / np.maximum(na * nb, 1e-300), 0.0)
     return np.where((na == 0) & (nb == 0), 1.0, out)
+
+
+def minmax_difference(a, b) -> np.ndarray:
+    """Per image, the largest ``|a − b|`` after each map is min-max normalised to [0, 1] (flat maps: zeros)."""
+    def unit(x):
+        x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+        x = x.reshape(len(x), -1)
+        lo, span = x.min(1, keepdims=True), np.ptp(x, axis=1, keepdims=True)
+        return np.where(span > 0, (x - lo) / np.where(span > 0, span, 1), 0.0)
+
+    return np.abs(unit(a) - unit(b)).max(1)
 
 
 def wsol_maps(case: Case, method: str, layer: str | Sequence[str] | None = None, **options) -> torch.Tensor:
@@ -107,8 +119,11 @@ def pgc_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, **k
 
     modules = dict(case.model.named_modules())
     cls = getattr(pytorch_grad_cam, cls_name)
-    with cls(case.model, [modules[name] for name in (layers or [case.layer])], **kwargs) as cam:
-        targets = [ClassifierOutputTarget(int(t)) for t in case.targets]
+    cam = cls(case.model, [modules[name] for name in (layers or [case.layer])], **kwargs)
+    targets = [ClassifierOutputTarget(int(t)) for t in case.targets]
+    with contextlib.ExitStack() as stack:
+        for base in getattr(cam, "base_cam_per_layer", [cam]):  # RefineCAM holds one CAM per layer, is none itself
+            stack.enter_context(base)
         return cam(case.images.clone(), targets)
 
 
@@ -244,11 +259,16 @@ def _compare(row: str, library: str, lib_maps, default, option: str = "", with_o
     def r(x):
         return None if x is None else pearson(lib_maps, x)
 
+    def diff(x):
+        return [round(float(v), 9) for v in minmax_difference(lib_maps, x)]
+
     rs = {"default": r(default), "option": r(with_option), "reading": r(with_reading)}
     return Comparison(
         row, library, _worst(rs["default"]), option, None if rs["option"] is None else _worst(rs["option"]),
         reading, None if rs["reading"] is None else _worst(rs["reading"]), note,
         {k: [round(float(v), 9) for v in x] for k, x in rs.items() if x is not None},
+        {k: diff(x) for k, x in (("default", default), ("option", with_option), ("reading", with_reading))
+         if x is not None and not isinstance(x, float)},
     )
 
 
@@ -398,8 +418,117 @@ def fusion_rows(case: Case) -> list[Comparison]:
     return rows
 
 
+def smooth_case(case: Case) -> Case:
+    """``case`` with every ReLU of a copy of its network replaced by SiLU: ``S`` is then not piecewise linear in a
+    layer's activations, so ShapleyCAM's Hessian term is not zero."""
+    import copy
+
+    model = copy.deepcopy(case.model)
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.ReLU):
+                setattr(parent, name, torch.nn.SiLU())
+    return Case(model, case.layer, case.images, case.targets, samples=case.samples)
+
+
+def _either_sign(library: np.ndarray, mine: torch.Tensor, size) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the better of ReLU(P) and ReLU(−P) against a library that keeps the SVD's own sign: its
+    ``r`` and its largest difference after min-max."""
+    plus, minus = pgc_scale(mine.clamp_min(0), size), pgc_scale((-mine).clamp_min(0), size)
+    r_plus, r_minus = pearson(library, plus), pearson(library, minus)
+    best = np.where((r_minus > r_plus)[:, None, None], minus, plus)
+    return np.maximum(r_plus, r_minus), minmax_difference(library, best)
+
+
+def pgc_finer_maps(case: Case, alpha: float, references: int) -> np.ndarray:
+    """pytorch-grad-cam's FinerCAM (base Grad-CAM) with ``FinerWeightedTarget(c, its nearest classes, α)``: the
+    references it picks itself for a top-1 target, given here for the GT target."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
+
+    from wsol.cams.finer import nearest_classes
+
+    with torch.no_grad(), eval_mode(case.model):
+        nearest = nearest_classes(case.model(case.images), case.targets, references)
+    targets = [FinerWeightedTarget(int(t), [int(k) for k in row], alpha)
+               for t, row in zip(case.targets, nearest, strict=True)]
+    with pytorch_grad_cam.FinerCAM(case.model, [dict(case.model.named_modules())[case.layer]]) as cam:
+        return cam(case.images.clone(), targets, alpha=alpha)
+
+
+def case_pixels(case: Case) -> np.ndarray:
+    """The case's images as the uint8 RGB ``[B, H, W, 3]`` photographs they were normalised from."""
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    pixels = (case.images * std[:, None, None] + mean[:, None, None]) * 255
+    return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def zoo_rows(case: Case) -> list[Comparison]:
+    """The methods pytorch-grad-cam 1.5.7 and torchcam 0.5.0 added (issue 28), each against the library's own."""
+    size, layers = case.size, [case.second_layer, case.layer]
+    rows = [
+        _compare("gradcamelementwise", PGC, pgc_maps(case, "GradCAMElementWise"),
+                 pgc_scale(wsol_maps(case, "gradcamelementwise"), size)),
+        _compare("fem", PGC, pgc_maps(case, "FEM"), pgc_scale(wsol_maps(case, "fem"), size)),
+        _compare("segeigencam", PGC, pgc_maps(case, "SegEigenCAM"), pgc_scale(wsol_maps(case, "segeigencam"), size)),
+        _compare("kpcacam", PGC, pgc_maps(case, "KPCA_CAM"), pgc_scale(wsol_maps(case, "kpcacam"), size),
+                 "sign=largest", pgc_scale(wsol_maps(case, "kpcacam", sign="largest"), size)),
+    ]
+    library = pgc_maps(case, "EigenGradCAM")
+    mine = wsol_maps(case, "eigengradcam", relu=False)
+    either, difference = _either_sign(library, mine, size)
+    out = _compare("eigengradcam", PGC, library, pgc_scale(mine.clamp_min(0), size),
+                   note="pytorch-grad-cam keeps the SVD's sign")
+    out.reading, out.with_reading = "ReLU(±P), P wsol's projection", _worst(either)
+    out.per_image["reading"] = [round(float(v), 9) for v in either]
+    out.max_diff["reading"] = [round(float(v), 9) for v in difference]
+    rows.append(out)
+    np.random.seed(0)
+    library = pgc_maps(case, "RandomCAM")
+    np.random.seed(0)
+    drawn = torch.from_numpy(np.random.uniform(-1, 1, size=(len(case.images), _captures(case, case.layer)[0].shape[1])))
+    activations = _captures(case, case.layer)[0]
+    rows.append(_compare("randomcam", PGC, library, pgc_scale(wsol_maps(case, "randomcam"), size),
+                         reading="Σ_k w_k A_k, w ~ U(−1, 1) (NumPy's draws)",
+                         with_reading=pgc_scale(torch.einsum("bc,bchw->bhw", drawn.float(), activations), size),
+                         note="other random draws: no option gives NumPy's"))
+    smooth = smooth_case(case)
+    for label, sub in (("", case), (", SiLU network", smooth)):
+        for layer in (case.layer, case.second_layer):
+            at = Case(sub.model, layer, sub.images, sub.targets)
+            rows.append(_compare(f"shapleycam at {layer}{label}", PGC, pgc_maps(at, "ShapleyCAM"),
+                                 pgc_scale(wsol_maps(at, "shapleycam"), size)))
+    rows.append(_compare("finercam", PGC, pgc_finer_maps(case, 1.0, 3), pgc_scale(wsol_maps(case, "finercam"), size)))
+    import torchcam.methods
+
+    with eval_mode(case.model), torchcam.methods.FinerCAM(case.model, case.layer) as extractor:
+        library = extractor([int(t) for t in case.targets], case.model(case.images.clone()))[0].detach()
+    rows.append(_compare("finercam", TORCHCAM, library, wsol_maps(case, "finercam"), "alpha=0.6 weighting=mean",
+                         wsol_maps(case, "finercam", alpha=0.6, weighting="mean")))
+    with eval_mode(case.model), torchcam.methods.RefineCAM(case.model, layers,
+                                                           base_method=torchcam.methods.GradCAM) as extractor:
+        library = extractor([int(t) for t in case.targets], case.model(case.images.clone()))[0].detach()
+    rows.append(_compare("refinecam, base gradcam", TORCHCAM, library, wsol_maps(case, "refinecam", layers),
+                         "base=gradcam", wsol_maps(case, "refinecam", layers, base="gradcam")))
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    # each layer's map as its own Grad-CAM++ gives it: min-max, resized to the input, min-max again (its mean of one)
+    per_layer = [scale_cam_image(pgc_scale(wsol_maps(case, "gradcampp", layer, eps=1e-6), size)) for layer in layers]
+    rows.append(_compare("refinecam", PGC, pgc_maps(case, "RefineCAM", layers),
+                         pgc_scale(wsol_maps(case, "refinecam", layers), size), "eps=1e-6",
+                         pgc_scale(wsol_maps(case, "refinecam", layers, eps=1e-6), size),
+                         "product of per-layer min-max maps resized to the input",
+                         scale_cam_image(np.prod(per_layer, 0))))
+    from pytorch_grad_cam.sobel_cam import sobel_cam
+
+    library = np.stack([sobel_cam(image) for image in case_pixels(case)]).astype(np.float64)
+    rows.append(_compare("sobel", PGC, library, wsol_maps(case, "sobel"), "uint8=true",
+                         wsol_maps(case, "sobel", uint8=True)))
+    return rows
+
+
 ALL_ROWS: tuple[Callable[[Case], list[Comparison]], ...] = (
-    cam_rows, gradient_rows, score_rows, eigen_rows, ablation_rows, fusion_rows, inplace_rows,
+    cam_rows, gradient_rows, score_rows, eigen_rows, ablation_rows, fusion_rows, inplace_rows, zoo_rows,
 )
 
 

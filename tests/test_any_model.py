@@ -143,7 +143,9 @@ _FAMILIES = {  # (model arguments, default layer, map size for a 224² input)
     "timm swin_tiny_patch4_window7_224": ({"name": "swin_tiny_patch4_window7_224", "source": "timm",
                                            "pretrained": False}, "norm", 7),
 }
-_GRADIENT = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam"]
+_GRADIENT = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam", "eigengradcam", "segeigencam",
+             "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam", "randomcam"]
+_IMAGE_ONLY = ["sobel", "center"]  # maps of the image, at its resolution
 
 
 @pytest.mark.parametrize("family", list(_FAMILIES))
@@ -159,6 +161,14 @@ def test_transformer_families_find_their_layer_and_run_the_gradient_family(famil
         out = build_method(name, model.module, layer)(images, labels)
         assert out.maps.shape == (1, side, side) and torch.isfinite(out.maps).all(), name
         assert out.maps.std() > 0, name
+    for name in _IMAGE_ONLY:
+        assert build_method(name, model.module, layer)(images, labels).maps.shape == (1, 224, 224), name
+    if "swin" in family:  # stages of 56², 28², 14², 7²: RefineCAM multiplies the last three, at the finest's size
+        refined = build_method("refinecam", model.module, layer)(images, labels).maps
+        assert refined.shape[1] == refined.shape[2] > side and torch.isfinite(refined).all()
+    else:
+        with pytest.raises(WsolError, match="refinecam needs two layers or more"):  # one token grid: name layers
+            build_method("refinecam", model.module, layer)
     if "swin" in family:  # Swin's `norm` feeds the mean over the grid and one Linear: CAM is defined
         cam = build_method("cam", model.module, layer, relu=False)(images, labels).maps
         gradcam = build_method("gradcam", model.module, layer, relu=False)(images, labels).maps
@@ -179,8 +189,8 @@ def test_every_perturbation_method_runs_on_a_vit():
 
 
 def test_the_method_lists_cover_the_registry():
-    assert sorted([*_GRADIENT, "cam", "scorecam", "sscam", "iscam", "ablationcam", "smoothgradcampp"]) == sorted(
-        METHODS.names())
+    assert sorted([*_GRADIENT, *_IMAGE_ONLY, "cam", "refinecam", "scorecam", "sscam", "iscam", "ablationcam",
+                   "smoothgradcampp"]) == sorted(METHODS.names())
 
 
 def test_timm_models_use_their_own_normalisation_and_class_count():

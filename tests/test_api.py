@@ -189,8 +189,16 @@ def test_flat_maps_and_a_mismatched_batch_are_handled():
         metric.update(torch.rand(2, 8, 8), [[[0, 0, 7, 7]]])
 
 
-CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam"]
+CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
+         "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam", "refinecam",
+         "randomcam", "sobel", "center"]
 PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam"]  # a forward per channel: fewer images on the CPU side
+
+
+def test_the_gpu_parity_list_covers_the_registry():
+    from wsol.cams import METHODS
+
+    assert sorted(CHEAP + PERTURBING) == METHODS.names()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -99,6 +99,62 @@ def test_ablation_negative_score_flips_the_library_map(rows):
     assert c.per_image["default"][1] < 0.5  # S < 0: pytorch-grad-cam divides by S
 
 
+PARITY_R, PARITY_DIFF = 0.9999, 1e-4  # issue 28's bar: r on every image, and equal after min-max
+
+
+def _parity(c: cl.Comparison, kind: str) -> None:
+    assert min(c.per_image[kind]) >= PARITY_R, (c.row, c.library, kind, c.per_image)
+    assert max(c.max_diff[kind]) <= PARITY_DIFF, (c.row, c.library, kind, c.max_diff)
+
+
+@pytest.mark.parametrize(
+    ("row", "library"),
+    [
+        ("gradcamelementwise", cl.PGC),
+        ("fem", cl.PGC),
+        ("segeigencam", cl.PGC),  # its sign rule is wsol's sign=largest, its default
+        ("shapleycam at layer4", cl.PGC),
+        ("shapleycam at layer3", cl.PGC),
+        ("shapleycam at layer4, SiLU network", cl.PGC),
+        ("shapleycam at layer3, SiLU network", cl.PGC),  # the Hessian term is not zero here
+        ("finercam", cl.PGC),  # probability-weighted references, α = 1: the authors' code
+    ],
+)
+def test_new_methods_default_is_the_librarys_map(rows, row, library):
+    _parity(rows[row, library], "default")
+
+
+@pytest.mark.parametrize(
+    ("row", "library", "kind"),
+    [
+        ("kpcacam", cl.PGC, "option"),  # sign=largest: scikit-learn's svd_flip
+        ("finercam", cl.TORCHCAM, "option"),  # alpha=0.6 weighting=mean: torchcam's gamma and plain mean
+        ("refinecam, base gradcam", cl.TORCHCAM, "option"),
+        ("sobel", cl.PGC, "option"),  # uint8=true: OpenCV's 8-bit arithmetic
+        ("eigengradcam", cl.PGC, "reading"),  # pytorch-grad-cam keeps the SVD's sign
+        ("randomcam", cl.PGC, "reading"),  # Σ w A with NumPy's uniform draws
+        ("refinecam", cl.PGC, "reading"),  # the product taken at the input size, after resizing
+    ],
+)
+def test_new_methods_reproduce_the_library_under_the_stated_convention(rows, row, library, kind):
+    c = rows[row, library]
+    _parity(c, kind)
+    if kind == "option":
+        assert min(c.per_image["default"]) < PARITY_R or max(c.max_diff["default"]) > PARITY_DIFF  # a real option
+
+
+def test_shapleycam_hessian_term_is_measured():
+    """On a network smooth in its layer (SiLU), ShapleyCAM is not Grad-CAM, and the library agrees with wsol's
+    ShapleyCAM (above), not with its Grad-CAM; on the ReLU network the term vanishes and both are Grad-CAM."""
+    import torch
+
+    case = cl.tiny_case()
+    for sub, expect_same in ((cl.smooth_case(case), False), (case, True)):
+        at = cl.Case(sub.model, "layer3", sub.images, sub.targets)
+        shapley, gradcam = cl.wsol_maps(at, "shapleycam"), cl.wsol_maps(at, "gradcam")
+        assert torch.allclose(shapley, gradcam, rtol=1e-5, atol=1e-9) is expect_same
+
+
 def test_pearson_edge_cases():
     import numpy as np
 

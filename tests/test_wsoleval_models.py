@@ -287,8 +287,12 @@ def test_config_options_belong_to_the_wsoleval_models():
     validate(compose("model=wsoleval_vgg16", "model.architecture=spg", "model.large_feature_map=true"))
 
 
-_CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam"]
+_CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
+          "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam",
+          "refinecam", "randomcam", "sobel", "center"]
 _PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam"]
+_AT_INPUT_SIZE = ("sobel", "center")  # maps of the image: at its resolution
+_FINER = ("refinecam",)  # the product of several stages' maps: at the finest stage's resolution
 
 
 def test_the_method_lists_cover_the_registry():
@@ -300,7 +304,13 @@ def _run(key: str, method: str, size: int):
     options = {"num_samples": 1} if method in ("sscam", "iscam", "smoothgradcampp") else {}
     out = build_method(method, model, [default_layer(model)], **options)(_images(size, n=1), torch.tensor([4]))
     assert out.maps.shape[0] == 1 and torch.isfinite(out.maps).all()
-    assert out.maps.shape[1:] == model_output_size(model, size)
+    layer_size = model_output_size(model, size)
+    if method in _AT_INPUT_SIZE:
+        assert out.maps.shape[1:] == (size, size)
+    elif method in _FINER:
+        assert out.maps.shape[1] > layer_size[0] and out.maps.shape[2] > layer_size[1], method
+    else:
+        assert out.maps.shape[1:] == layer_size
 
 
 def model_output_size(model, size: int) -> tuple[int, int]:

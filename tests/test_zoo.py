@@ -19,6 +19,12 @@ from wsol.errors import WsolError
 from wsol.ops import minmax_normalize
 
 ALL = METHODS.names()
+PIXEL_BASELINES = ("sobel", "center")  # maps of the image alone: the layer is not read
+
+
+def layer_for(name: str, layer: str = "features", before: str = "conv"):
+    """The toy networks' target layer; RefineCAM multiplies two layers' maps (one resolution stage here)."""
+    return [before, layer] if name == "refinecam" else layer
 
 
 def sigmoid(z: float) -> float:
@@ -157,7 +163,7 @@ def test_eigencam_rank_one_and_deterministic_sign():
 def test_gap_invariant_cam_gradcam_xgradcam_hirescam_coincide():
     net = ToyCamNet(channels=6, classes=4)
     x, labels = torch.randn(4, 3, 9, 9), torch.tensor([0, 3, 1, 2])
-    maps = {m: minmax_normalize(build_method(m, net, "features")(x, labels).maps)[0] for m in ALL}
+    maps = {m: minmax_normalize(build_method(m, net, layer_for(m))(x, labels).maps)[0] for m in ALL}
     for name in ("gradcam", "xgradcam", "hirescam"):
         assert torch.allclose(maps[name], maps["cam"], atol=1e-5), name
     # the other formulas differ at this layer
@@ -170,29 +176,31 @@ def test_batch_invariance_chunking_and_determinism(name):
     net = ToyCamNet(channels=5, classes=4)
     x, labels = torch.randn(4, 3, 8, 8), torch.tensor([3, 0, 1, 2])
     options = {"num_samples": 2} if name in ("sscam", "iscam", "smoothgradcampp") else {}
-    method = build_method(name, net, "features", **options)
+    method = build_method(name, net, layer_for(name), **options)
     batch = method(x, labels).maps
     for i in range(4):
         assert torch.allclose(method(x[i : i + 1], labels[i : i + 1]).maps[0], batch[i], atol=1e-5)
     assert torch.equal(method(x, labels).maps, batch)
     if "memory_budget_mb" in method.__dict__:
-        tiny = build_method(name, net, "features", memory_budget_mb=1e-6, **options)  # one input per forward
+        tiny = build_method(name, net, layer_for(name), memory_budget_mb=1e-6, **options)  # one input per forward
         assert torch.allclose(tiny(x, labels).maps, batch, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_flat_channels_and_flat_maps_give_finite_maps(name):
+    if name in PIXEL_BASELINES:
+        pytest.skip("a map of the image alone: flat activations do not make it flat (tested in test_new_methods)")
     net = ToyCamNet(channels=4, classes=3)
     # a zero input: every channel is its bias, spatially flat, so every method's map is flat (and finite)
-    maps = build_method(name, net, "features")(torch.zeros(2, 3, 6, 6), torch.tensor([0, 1])).maps
+    maps = build_method(name, net, layer_for(name))(torch.zeros(2, 3, 6, 6), torch.tensor([0, 1])).maps
     assert torch.isfinite(maps).all() and (maps >= 0).all()
     assert torch.equal(maps.amax((1, 2)), maps.amin((1, 2)))
     # a constant non-zero input: flat inside, but the zero padding makes the border differ: finite, not NaN
-    maps = build_method(name, net, "features")(torch.full((2, 3, 6, 6), 0.7), torch.tensor([0, 1])).maps
+    maps = build_method(name, net, layer_for(name))(torch.full((2, 3, 6, 6), 0.7), torch.tensor([0, 1])).maps
     assert torch.isfinite(maps).all() and (maps >= 0).all()
     dead = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     dead[0].bias.data.fill_(-100.0)  # ReLU zeroes every channel
-    maps = build_method(name, dead, "1")(torch.rand(2, 3, 5, 5), torch.tensor([0, 1])).maps
+    maps = build_method(name, dead, layer_for(name, "1", "0"))(torch.rand(2, 3, 5, 5), torch.tensor([0, 1])).maps
     assert torch.isfinite(maps).all() and (maps == 0).all()
 
 
@@ -280,7 +288,169 @@ def test_cpu_and_gpu_agree(name):
     net = ToyCamNet(channels=6, classes=4)
     x, labels = torch.randn(3, 3, 12, 12), torch.tensor([0, 3, 1])
     options = {"num_samples": 3} if name in ("sscam", "iscam", "smoothgradcampp") else {}
-    cpu = build_method(name, net, "features", **options)(x, labels).maps
-    gpu = build_method(name, net.cuda(), "features", **options)(x.cuda(), labels.cuda()).maps.cpu()
+    cpu = build_method(name, net, layer_for(name), **options)(x, labels).maps
+    gpu = build_method(name, net.cuda(), layer_for(name), **options)(x.cuda(), labels.cuda()).maps.cpu()
     net.cpu()
     assert torch.allclose(minmax_normalize(cpu)[0], minmax_normalize(gpu)[0], atol=1e-4)
+
+
+# --- the methods the CAM libraries added (parity with them: tests/test_libraries.py) ---------------------------
+
+
+def test_gradcam_elementwise_and_shapleycam_hand_values():
+    a = torch.tensor([[[[1.0, 2.0]], [[3.0, 1.0]]]])
+    net = SquareHead(torch.tensor([[1.0, -1.0]]))  # g = 2A and −2A; H·A = 2A and −2A (S is quadratic in A)
+    label = torch.tensor([0])
+    # Σ_k ReLU(g_k A_k) = ReLU(2A_0²) + ReLU(−2A_1²) = (2, 8)
+    assert build_method("gradcamelementwise", net, "features")(a, label).maps[0, 0].tolist() == [2.0, 8.0]
+    # w_k = mean(g − ½ H·A) = mean(v_k A_k): (1.5, −2); M = 1.5·A_0 − 2·A_1 = (−4.5, 1)
+    shapley = build_method("shapleycam", net, "features", relu=False)(a, label).maps[0, 0]
+    assert torch.allclose(shapley, torch.tensor([-4.5, 1.0]))
+    # S linear in A (GAP → FC): no Hessian term, ShapleyCAM is Grad-CAM
+    linear, x, labels = ToyCamNet(channels=5), torch.randn(2, 3, 6, 6), torch.tensor([0, 2])
+    assert torch.allclose(build_method("shapleycam", linear, "features")(x, labels).maps,
+                          build_method("gradcam", linear, "features")(x, labels).maps)
+
+
+def test_fem_is_the_share_above_k_sigma():
+    # channel 0: (0, 0, 0, 8): mean 2, σ = √12 ≈ 3.46; channel 1: (1, 2, 3, 4): mean 2.5, σ = √1.25 ≈ 1.12
+    a = torch.tensor([[[[0.0, 0.0], [0.0, 8.0]], [[1.0, 2.0], [3.0, 4.0]]]])
+    net = MeanHead(torch.eye(2))
+    # k = 1: thresholds 5.46 and 3.62 → shares 1/4 and 1/4; k = 0: 2 and 2.5 → 1/4 and 2/4;
+    # k = 1.5: 7.20 and 4.18 → 1/4 and 0
+    for k, weights in ((1.0, (0.25, 0.25)), (0.0, (0.25, 0.5)), (1.5, (0.25, 0.0))):
+        got = build_method("fem", net, "features", k=k, relu=False)(a, torch.tensor([1])).maps[0]
+        assert torch.allclose(got, weights[0] * a[0, 0] + weights[1] * a[0, 1]), k
+    x = torch.randn(2, 3, 6, 6)
+    fem = build_method("fem", ToyCamNet(), "features")
+    assert torch.equal(fem(x, torch.tensor([0, 1])).maps, fem(x, torch.tensor([2, 2])).maps)  # class agnostic
+
+
+def test_pca_family_rank_one_and_sign_rules():
+    from wsol.cams.eigen import orient
+
+    s = torch.tensor([0.0, 1.0, 4.0, 2.0])
+    u = torch.tensor([1.0, -2.0, 0.5])
+    a = (u[:, None] * s[None]).view(1, 3, 2, 2)  # rank one: A_k = u_k · s
+    net = SquareHead(torch.tensor([[1.0, 1.0, 1.0]]))  # g = 2A: g ⊙ A = 2 u_k² s², |g| ⊙ A = 2|u_k| u_k s²
+    grad_weighted = (2 * u.pow(2)[:, None] * s.pow(2)[None]).view(1, 3, 2, 2)
+    eigengrad = build_method("eigengradcam", net, "features", relu=False)(a, torch.tensor([0])).maps[0].flatten()
+    expected = first_component_projection(grad_weighted)[0].flatten()
+    assert torch.allclose(eigengrad, expected, atol=1e-4)
+    centred = 2 * (s.pow(2) - s.pow(2).mean()) * u.pow(2).norm()  # its projection, sign: Σ_k (g ⊙ A)_k ≥ 0 agrees
+    assert torch.allclose(eigengrad, centred, atol=1e-4)
+    # orient: "activation" follows the reference's correlation, "largest" makes the largest magnitude positive
+    p = torch.tensor([[1.0, -3.0, 0.5, 1.5]])
+    assert orient(p, -p, "activation").tolist() == [[-1.0, 3.0, -0.5, -1.5]]
+    assert orient(p, p, "largest").tolist() == [[-1.0, 3.0, -0.5, -1.5]]
+    assert orient(-p, p, "largest").tolist() == [[-1.0, 3.0, -0.5, -1.5]]
+    seg = build_method("segeigencam", net, "features", relu=False)(a, torch.tensor([0])).maps[0].flatten()
+    assert seg.abs().argmax() == seg.argmax()  # Seg-Eigen-CAM's Eq. 13
+    with pytest.raises(WsolError, match="sign"):
+        build_method("eigencam", net, "features", sign="up")
+
+
+def test_kpcacam_is_scikit_learns_kernel_pca_and_linear_kernel_pca_is_eigencam():
+    import numpy as np
+    from sklearn.decomposition import KernelPCA
+
+    from wsol.cams.eigen import kernel_pca_projection
+
+    torch.manual_seed(0)
+    a = torch.randn(3, 6, 5, 5).relu()
+    for kernel, gamma in (("sigmoid", None), ("rbf", 0.3), ("poly", None), ("cosine", None)):
+        ours = kernel_pca_projection(a, kernel, gamma, sign="largest").flatten(1).numpy()
+        for image, got in zip(a, ours, strict=True):
+            x = image.flatten(1).T.double().numpy()
+            x = x - x.mean(0)
+            theirs = KernelPCA(n_components=1, kernel=kernel, gamma=gamma, eigen_solver="dense").fit_transform(x)[:, 0]
+            assert np.allclose(got, theirs, atol=1e-8), kernel
+    linear = kernel_pca_projection(a, "linear")
+    assert torch.allclose(linear, first_component_projection(a), atol=1e-5)  # kernel PCA with xᵀy is PCA
+    flat = kernel_pca_projection(torch.ones(1, 4, 3, 3))
+    assert torch.equal(flat, torch.zeros(1, 3, 3))
+
+
+def test_finercam_contrast_hand_values():
+    from wsol.cams.finer import nearest_classes
+
+    logits = torch.tensor([[5.0, 4.0, 1.0, 4.5, 6.0]])
+    assert nearest_classes(logits, torch.tensor([0]), 3).tolist() == [[3, 1, 4]]  # |Δ| 0.5, 1, 1; the target out
+    # MeanHead: S_c = W_c · mean(A), g = W_c / hw. Rows 1–3 give equal logits (the references of class 0), so the
+    # softmax weights are equal and their derivative cancels: S' = S_0 − α·mean(S_1..3) with either weighting
+    w = torch.tensor([[2.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [-5.0, -5.0]])
+    a = torch.tensor([[[[1.0, 3.0]], [[2.0, 2.0]]]])  # means 2 and 2: S = (4, 4, 4, 4, −20)
+    net, label = MeanHead(w), torch.tensor([0])
+    g = (w[0] - 0.5 * w[1]) / 2  # α = 0.5: ∂S'/∂A = (W_0 − α W_ref) / hw = (0.75, −0.25)
+    for weighting in ("probability", "mean"):
+        got = build_method("finercam", net, "features", alpha=0.5, weighting=weighting, relu=False)(a, label)
+        assert torch.allclose(got.maps[0], g[0] * a[0, 0] + g[1] * a[0, 1]), weighting
+    plain = build_method("finercam", net, "features", alpha=0.0)(a, label).maps
+    assert torch.allclose(plain, build_method("gradcam", net, "features")(a, label).maps)  # α = 0: Grad-CAM
+    for base in ("gradcampp", "layercam"):
+        assert torch.allclose(build_method("finercam", net, "features", alpha=0.0, base=base)(a, label).maps,
+                              build_method(base, net, "features")(a, label).maps)
+
+
+def test_refinecam_multiplies_normalised_layer_maps():
+    torch.manual_seed(0)
+    coarse = torch.tensor([[[0.0, 2.0], [4.0, 4.0]]])
+    fine = torch.rand(1, 4, 4)
+    fused = fuse_layer_maps([fine, coarse], "product")
+    up = torch.nn.functional.interpolate(torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]]), size=(4, 4), mode="bilinear",
+                                         align_corners=False)[0]  # the coarse map min-max'd, then resized
+    assert torch.allclose(fused, up * minmax_normalize(fine)[0])
+    net = ToyCamNet(channels=4)
+    x, labels = torch.randn(2, 3, 6, 6), torch.tensor([0, 1])
+    maps = build_method("refinecam", net, ["conv", "features"], fusion="mean")(x, labels).maps  # fusion fixed
+    each = [minmax_normalize(build_method("gradcampp", net, n)(x, labels).maps)[0] for n in ("conv", "features")]
+    assert torch.allclose(maps, each[0] * each[1])
+    with pytest.raises(WsolError, match="two layers or more"):
+        build_method("refinecam", net, "features")
+
+
+def test_stage_layers_find_the_ends_of_resolution_stages():
+    import torchvision
+
+    from wsol.models import stage_layers
+
+    assert stage_layers(torchvision.models.resnet50(weights=None), "layer4", 3, 64) == ["layer2", "layer3", "layer4"]
+    assert stage_layers(torchvision.models.vgg11(weights=None), "features.19", 3, 64) == [
+        "features.9", "features.14", "features.19"]
+    assert stage_layers(ToyCamNet(), "features", 3, 8) == ["features"]  # one resolution: nothing before
+
+
+def test_baselines_sobel_center_random():
+    import cv2
+    import numpy as np
+
+    from wsol.cams.baselines import center_gaussian, sobel_edges
+
+    image = np.zeros((6, 6, 3), np.uint8)
+    image[:, 3:] = 200  # a vertical edge: |∂x| = 4·200 at columns 2–3 (saturated to 255 in 8 bits)
+    ours = sobel_edges(torch.from_numpy(image).permute(2, 0, 1)[None].double())[0]
+    assert ours[:, 2].tolist() == [400.0] * 6 and ours[:, 3].tolist() == [400.0] * 6 and ours[:, 0].sum() == 0
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    expected = cv2.addWeighted(cv2.convertScaleAbs(cv2.Sobel(grey, cv2.CV_64F, 1, 0, ksize=3)), 0.5,
+                               cv2.convertScaleAbs(cv2.Sobel(grey, cv2.CV_64F, 0, 1, ksize=3)), 0.5, 0)
+    got = sobel_edges(torch.from_numpy(image).permute(2, 0, 1)[None].double(), uint8=True)[0]
+    assert np.array_equal(got.numpy(), expected.astype(np.float64))
+    # the center baseline: r² from pixel centres, σ in units of the shorter side
+    c = center_gaussian(2, (4, 6), 0.5)
+    assert c.shape == (2, 4, 6) and torch.equal(c[0], c[1]) and torch.equal(c[0], c[0].flip(0).flip(1))
+    assert c[0, 1, 2].item() == pytest.approx(math.exp(-(0.5**2 + 0.5**2) / (2 * 2.0**2)))
+    net, x = ToyCamNet(channels=6), torch.randn(3, 3, 8, 8)
+    center = build_method("center", net, "features")(x, torch.tensor([0, 1, 2])).maps
+    assert center.shape == (3, 8, 8) and int(center[0].argmax()) in {27, 28, 35, 36}
+    random = build_method("randomcam", net, "features", seed=3, relu=False)
+    weights = random.channel_weights(random.forward_with_captures(x, lambda logits: logits.argmax(1))[0])
+    assert weights.abs().max() <= 1 and torch.equal(weights[0], weights[2])  # one draw, every image
+    again = build_method("randomcam", net, "features", seed=3)(x, torch.tensor([2, 2, 2])).maps
+    assert torch.equal(random(x, torch.tensor([0, 1, 2])).maps.clamp_min(0), again)  # seeded, class agnostic
+    other = build_method("randomcam", net, "features", seed=4)(x, torch.tensor([0, 1, 2])).maps
+    assert not torch.equal(other, again)
+    sobel = build_method("sobel", net, "features")
+    sobel.use_normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # as the scorer tells it the model's
+    pixels = torch.rand(1, 3, 8, 8) * 255
+    assert torch.allclose(sobel((pixels / 255 - 0.5) / 0.5, torch.tensor([0])).maps, sobel_edges(pixels).float(),
+                          atol=1e-3)

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .cams import build
+from .cams import build, method_layers
 from .cams.core import eval_mode
 from .data.base import Batch, WsolDataset
 from .errors import WsolError
-from .metrics.metric import WSOLMetrics, as_box_batch
 from .localize.sweep import load_kernel
+from .metrics.metric import WSOLMetrics, as_box_batch
 from .metrics.results import EvalResult
 from .models import default_layer
 from .models.fold import fold_batchnorms, fold_example
@@ -111,12 +111,12 @@ def _batches(data, batch_size: int, workers: int, device: torch.device) -> tuple
     return numbered(), {"image_size": None, "has_boxes": True, "name": "data", "skips": {}}
 
 
-def _fast_copy(model: nn.Module, layer, fold: bool, channels_last: bool, size: int) -> tuple[nn.Module, list[str]]:
-    """The network the maps are computed on and its target layers: ``model`` itself, or with ``fold`` or
-    ``channels_last`` an eval-mode copy with its batch norms folded (as the CLI folds them, with the same example)
-    and its weights channels-last."""
-    layers = layer or default_layer(model, size)
-    layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
+def _fast_copy(model: nn.Module, layer, fold: bool, channels_last: bool, size: int, method: str,
+               options: dict) -> tuple[nn.Module, list[str]]:
+    """The network the maps are computed on and the layers ``method`` hooks: ``model`` itself, or with ``fold``
+    or ``channels_last`` an eval-mode copy with its batch norms folded (as the CLI folds them, with the same
+    example) and its weights channels-last."""
+    layers = method_layers(method, model, layer or default_layer(model, size), size, **options)
     if not (fold or channels_last):
         return model, layers
     try:
@@ -161,7 +161,8 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
     channels_last = auto_on_cpu(channels_last, device)
     batches, facts = _batches(data, batch_size, resolve_workers(num_workers), device)
     with eval_mode(model):  # each module's own mode back after
-        net, layers = _fast_copy(model, layer, fold_batchnorm, channels_last, getattr(data, "image_size", 224))
+        net, layers = _fast_copy(model, layer, fold_batchnorm, channels_last, getattr(data, "image_size", 224),
+                                 method, options)
         cam = build(method, net, layers, **options)
         scorer = ModelScorer(cam, mean, std, device, target=target, precision=precision, channels_last=channels_last)
         metrics = WSOLMetrics(protocol, image_size=facts["image_size"], overrides=overrides,

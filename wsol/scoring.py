@@ -102,6 +102,8 @@ class ModelScorer:
         self.method, self.device, self.target, self.cache = method, device, target, cache
         self.precision, self.channels_last = precision, channels_last
         self.normalize = InputNormalization(mean, std, device)
+        if hasattr(method, "use_normalization"):  # a method that reads the pixels (sobel) undoes the same one
+            method.use_normalization(mean, std)
 
     def score(self, batch: Batch) -> Scores:
         """Maps, top-5 classes and targets of a batch, computed (no cache). Float images (a user's DataLoader's,

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .cache import write_key
-from .cams import build_method
+from .cams import build_method, method_layers
 from .cams.layout import LayoutRequest
 from .config import classifier_config, spec_of, to_dict
 from .data import build_dataset, collate
@@ -205,7 +205,8 @@ def build_scoring(cfg, device: torch.device, run_dir: str | None = None) -> Scor
     model = load_model(cfg.model, size)
     model.module.to(device)
     layers = cfg.model.layer or default_layer(model.module, size)  # probed on the device
-    layers = [layers] if isinstance(layers, str) else [str(name) for name in layers]
+    options = {k: v for k, v in to_dict(cfg.method).items() if k != "name"}
+    layers = method_layers(cfg.method.name, model.module, layers, size, **options)  # RefineCAM's stages too
     if cfg.speed.fold_batchnorm:
         fold_batchnorms(model.module, fold_example(size, device), keep=tuple(layers))
     channels_last = auto_on_cpu(cfg.speed.channels_last, device)
@@ -213,7 +214,6 @@ def build_scoring(cfg, device: torch.device, run_dir: str | None = None) -> Scor
         model.module.to(memory_format=torch.channels_last)
     grid = cfg.model.tokens.grid
     layout = LayoutRequest(str(cfg.model.layout), cfg.model.tokens.prefix, tuple(grid) if grid else None)
-    options = {k: v for k, v in to_dict(cfg.method).items() if k != "name"}
     method = build_method(cfg.method.name, model.module, layers, fusion=str(cfg.model.fusion), seed=cfg.seed,
                           layout=layout, **options)
     if cfg.speed.compile:

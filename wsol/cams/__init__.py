@@ -8,10 +8,10 @@ from ..registry import Registry
 
 METHODS: Registry = Registry("method")
 
-from . import ablation, cam, eigen, gradcam, score  # noqa: E402,F401  (register the methods)
+from . import ablation, activation, baselines, cam, eigen, finer, gradcam, refine, score  # noqa: E402,F401  (register)
 from .core import CamMethod, CamOutput  # noqa: E402
 
-__all__ = ["METHODS", "CamMethod", "CamOutput", "build", "build_method", "method_options"]
+__all__ = ["METHODS", "CamMethod", "CamOutput", "build", "build_method", "method_layers", "method_options"]
 
 
 def method_options(name: str) -> list[str]:
@@ -22,6 +22,12 @@ def method_options(name: str) -> list[str]:
             params = inspect.signature(cls.__init__).parameters.values()
             options += [p.name for p in params if p.kind is p.KEYWORD_ONLY]
     return sorted(set(options))
+
+
+def method_layers(name: str, model, layer: str | Sequence[str], input_size: int = 224, **options) -> list[str]:
+    """The layers method ``name`` hooks when ``layer`` is asked for (:meth:`CamMethod.target_layers`)."""
+    layers = [layer] if isinstance(layer, str) else [str(n) for n in layer]
+    return METHODS.get(name).target_layers(model, layers, input_size, **options)
 
 
 def build_method(name: str, model, layer: str | Sequence[str], **kwargs) -> CamMethod:

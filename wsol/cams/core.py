@@ -192,6 +192,12 @@ class CamMethod:
         self.layout_request = layout or LayoutRequest()
         self._layouts: dict[int, Layout] = {}
 
+    @classmethod
+    def target_layers(cls, model: nn.Module, layers: Sequence[str], input_size: int = 224, **options) -> list[str]:
+        """The layers the method hooks when ``layers`` are asked for: those (RefineCAM adds the stages before a
+        single one). Resolved before the model is folded or compiled, so that every hooked layer is kept."""
+        return list(layers)
+
     def _layout(self, index: int) -> Callable[[torch.Tensor], Layout]:
         """Layer ``index``'s layout, resolved from its first output and kept."""
 

@@ -94,9 +94,13 @@ def kernel_pca_projection(features: torch.Tensor, kernel: str = "sigmoid", gamma
     positions (the centred features' kernel matrix, double-centred, top eigenpair by a batched ``eigh``)."""
     batch, _, h, w = features.shape
     k = kernel_matrix(_positions(features), kernel, gamma)
+    scale = k.abs().flatten(1).amax(1)
     k = k - k.mean(1, keepdim=True) - k.mean(2, keepdim=True) + k.mean((1, 2), keepdim=True)
     values, vectors = torch.linalg.eigh(k)
-    projection = vectors[..., -1] * values[:, -1:].clamp_min(0).sqrt()  # [B, hw]
+    top = values[:, -1:]
+    # a centred kernel of rounding errors alone (flat features): no component, a flat map
+    top = torch.where(top > k.shape[-1] * torch.finfo(k.dtype).eps * scale[:, None], top, torch.zeros_like(top))
+    projection = vectors[..., -1] * top.sqrt()  # [B, hw]
     total = torch.nan_to_num(features.double(), nan=0.0).sum(1).flatten(1)
     return orient(projection, total, sign).view(batch, h, w).to(features.dtype)
 

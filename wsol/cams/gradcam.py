@@ -14,6 +14,10 @@
   ``Σ A_k = 0``).
 - LayerCAM — Jiang et al., TIP 2021: ``M = Σ_k ReLU(g_k) ⊙ A_k`` (pixel-wise weights).
 - HiResCAM — Draelos & Carin, 2020: ``M = Σ_k g_k ⊙ A_k``.
+- Grad-CAM element-wise — pytorch-grad-cam: ``M = Σ_k ReLU(g_k ⊙ A_k)``.
+- ShapleyCAM — Cai et al., ICLR 2025: ``w_k = mean_ij (g − ½ H A)_k,ij`` with ``H A`` the Hessian of ``S``
+  (w.r.t. ``A``) times ``A``, a second backward through the first one's graph (zero where ``S`` is piecewise
+  linear in ``A``, as after ReLU, pooling and a linear head: then ShapleyCAM is Grad-CAM).
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from .core import CamMethod, LayerCapture, seeded_noise, target_scores
 
 __all__ = [
     "GradCAM",
+    "GradCAMElementWise",
     "GradCAMpp",
     "HiResCAM",
     "LayerCAM",
+    "ShapleyCAM",
     "SmoothGradCAMpp",
     "XGradCAM",
     "gradcampp_alpha",
@@ -126,3 +132,29 @@ class LayerCAM(CamMethod):
 class HiResCAM(CamMethod):
     def channel_weights(self, x):
         return x.gradients
+
+
+@METHODS.register("gradcamelementwise")
+class GradCAMElementWise(CamMethod):
+    def compute(self, x):
+        return (x.gradients * x.activations).clamp_min(0).sum(1)
+
+
+@METHODS.register("shapleycam")
+class ShapleyCAM(CamMethod):
+    keeps_graph = True
+
+    def forward_with_captures(self, images, targets_from):
+        # fused attention kernels have no second derivative: attention runs on the math path while this one does
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]):
+            return super().forward_with_captures(images, targets_from)
+
+    def channel_weights(self, x):
+        activations, gradients = x.graph
+        hvp = None
+        if gradients.requires_grad:  # g does not depend on A where S is linear in it (no graph to go back through)
+            (hvp,) = torch.autograd.grad(gradients, activations, grad_outputs=activations.detach(), allow_unused=True)
+        weights = x.gradients if hvp is None else x.gradients - 0.5 * hvp
+        return weights.mean(dim=(2, 3))

@@ -381,22 +381,9 @@ def _first_norm_of_last_block(records: list[tuple[str, nn.Module, tuple[int, ...
     return last[-1][0] if last else None
 
 
-def default_layer(module: nn.Module, input_size: int = 224) -> str:
-    """The default target layer: the model's own ``cam_layer`` where it names one (the wsolevaluation models:
-    the layer their CAM reads); for a transformer whose blocks work on token sequences (ViT, DeiT, BEiT), the
-    first norm of its last block (``blocks.11.norm1``, ``encoder.layers.encoder_layer_11.ln_1``), as the CAM
-    literature takes for ViTs; else the last module to finish with a spatial output, ``(B, C, H, W)`` or
-    channels-last ``(B, H, W, C)`` (Swin's stages).
-
-    Pooling and pass-through layers (identity, dropout, permutations) are passed over, so VGG gets its last
-    ReLU (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``, Swin
-    ``norm``. Found by one forward of a zero image on the module's own device (move the model first: on a GPU
-    it is instant).
-    """
-    from ..cams.layout import channels_last
-
-    if isinstance(getattr(module, "cam_layer", None), str):
-        return module.cam_layer
+def _probe_outputs(module: nn.Module, input_size: int) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """``(name, module, output shape)`` of every named submodule with a 3-d or 4-d tensor output, in the order
+    they finish, from one eval-mode forward of a zero image on the module's own device."""
     records: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     names = {m: n for n, m in module.named_modules() if n}
 
@@ -415,11 +402,76 @@ def default_layer(module: nn.Module, input_size: int = 224) -> str:
     finally:
         for h in handles:
             h.remove()
+    return records
+
+
+def _grid(model: nn.Module, mod: nn.Module, shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The ``(h, w)`` of a spatial output ``(B, C, H, W)`` or channels-last ``(B, H, W, C)``; ``None`` for
+    other outputs and for pooling and pass-through layers."""
+    from ..cams.layout import channels_last
+
+    if len(shape) != 4 or _is_pooling(mod) or _is_passthrough(mod):
+        return None
+    return tuple(shape[1:3]) if channels_last(model, mod, shape) else tuple(shape[2:])
+
+
+def stage_layers(module: nn.Module, layer: str, count: int, input_size: int = 224) -> list[str]:
+    """``layer`` and the layers that end the ``count − 1`` resolution stages before it, finest first: going back
+    from ``layer`` through the outputs in the order they finish, each run of outputs on a finer grid gives its
+    outermost module (fewest dots; the last to finish among those), where that grid is the layer's times a
+    whole stride (so padded copies and token MLPs are passed over): ResNet's ``layer4`` → ``layer2, layer3,
+    layer4`` (not ``layer4.0.relu``, whose 14×14 output comes before the stride), VGG-16's ``features.29`` →
+    ``features.15, features.22, features.29``. Found by one probe forward (:func:`default_layer`'s)."""
+    records = _probe_outputs(module, input_size)
+    ends = [i for i, (name, _, _) in enumerate(records) if name == layer]
+    if not ends:
+        raise WsolError(f"layer {layer!r} gives no spatial output on a {input_size}² input")
+    _, mod, shape = records[ends[-1]]
+    if _grid(module, mod, shape) is None:  # a token sequence (a ViT's blocks): one grid, no stages before it
+        return [layer]
+    runs: list[tuple[tuple[int, int], list[str]]] = []  # (grid, names in the order met going back)
+    for name, mod, shape in reversed(records[: ends[-1] + 1]):
+        grid = _grid(module, mod, shape)
+        if grid is None or min(grid) <= 1:
+            continue
+        if runs and runs[-1][0] == grid:
+            runs[-1][1].append(name)
+        else:
+            runs.append((grid, [name]))
+    chosen, area = [layer], _area(runs[0][0]) if runs else 0
+    base = runs[0][0] if runs else (1, 1)
+    for grid, names in runs[1:]:
+        if len(chosen) == count:
+            break
+        scale = grid[0] // base[0]  # a stage's grid is the layer's times a whole stride (not a padded copy)
+        if _area(grid) > area and scale >= 2 and grid == (scale * base[0], scale * base[1]):
+            chosen.append(min(names, key=lambda n: n.count(".")))  # min keeps the first met: the last to finish
+            area = _area(grid)
+    return chosen[::-1]
+
+
+def _area(grid: tuple[int, int] | None) -> int:
+    return 0 if grid is None else grid[0] * grid[1]
+
+
+def default_layer(module: nn.Module, input_size: int = 224) -> str:
+    """The default target layer: the model's own ``cam_layer`` where it names one (the wsolevaluation models:
+    the layer their CAM reads); for a transformer whose blocks work on token sequences (ViT, DeiT, BEiT), the
+    first norm of its last block (``blocks.11.norm1``, ``encoder.layers.encoder_layer_11.ln_1``), as the CAM
+    literature takes for ViTs; else the last module to finish with a spatial output, ``(B, C, H, W)`` or
+    channels-last ``(B, H, W, C)`` (Swin's stages).
+
+    Pooling and pass-through layers (identity, dropout, permutations) are passed over, so VGG gets its last
+    ReLU (``features.29`` for vgg16), ResNet ``layer4``, EfficientNet and DenseNet ``features``, Swin
+    ``norm``. Found by one forward of a zero image on the module's own device (move the model first: on a GPU
+    it is instant).
+    """
+    if isinstance(getattr(module, "cam_layer", None), str):
+        return module.cam_layer
+    records = _probe_outputs(module, input_size)
 
     def spatial(mod: nn.Module, shape: tuple[int, ...]) -> bool:
-        if len(shape) != 4 or _is_pooling(mod) or _is_passthrough(mod):
-            return False
-        return min(shape[1:3] if channels_last(module, mod, shape) else shape[2:]) > 1
+        return min(_grid(module, mod, shape) or (0,)) > 1
 
     last_spatial = max((i for i, (_, m, shape) in enumerate(records) if spatial(m, shape)), default=-1)
     if any(len(shape) == 3 and shape[1] > 1 for _, _, shape in records[last_spatial + 1:]):
