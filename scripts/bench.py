@@ -6,6 +6,7 @@ model, batch and inputs. Writes a Markdown table to ``results/bench/``.
     python scripts/bench.py --tiny --out /tmp/bench # seconds on a CPU (what CI runs)
     python scripts/bench.py --bootstrap             # the bootstrap intervals' cost at ImageNet size alone
     python scripts/bench.py --layouts               # forward speed by memory layout and batch-norm folding
+    python scripts/bench.py --zoo --batch 32        # the zoo's methods beside the libraries' (scripts/bench_zoo.py)
 
 Rows: raw forward; forward + backward to the target layer (the floor of every gradient method);
 each wsol method's maps alone and end to end (maps, upsampling, min-max, uint8, the box sweep at
@@ -255,7 +256,19 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--api", action="store_true",
                         help="wsol.evaluate (in a training loop) vs the CLI's loop on --api-images demo images")
     parser.add_argument("--api-images", type=int, default=1000)
+    parser.add_argument("--zoo", action="store_true",
+                        help="the zoo's methods beside pytorch-grad-cam's and torchcam's own at --batch (32), written "
+                             "to <out>/zoo_vs_libraries.md (cuda_zoo_vs_libraries.md on a GPU)")
     args = parser.parse_args(argv)
+    if args.zoo:
+        from bench_zoo import zoo_table
+
+        cuda = args.device.startswith("cuda")
+        model = args.model if args.model != "resnet50" or cuda else "resnet18"  # the CPU default: ResNet-18
+        iters, warmup = (args.iters, args.warmup) if cuda else (min(args.iters, 2), min(args.warmup, 1))
+        text = zoo_table(model, args.device, args.batch, args.size, Timer(torch.device(args.device), warmup, iters),
+                         warmup, iters)
+        return publish(os.path.join(args.out, f"{'cuda_' if cuda else ''}zoo_vs_libraries.md"), text)
     if args.api:
         text = api_table(args.device, args.api_images, min(args.batch, 32), args.repeats)
         return publish(os.path.join(args.out, f"{'cuda' if args.device.startswith('cuda') else 'cpu'}_api.md"), text)

@@ -112,7 +112,8 @@ def pgc_scale(maps: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndar
     return scale_cam_image(np.maximum(maps, 0), (size[1], size[0]))
 
 
-def pgc_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, **kwargs) -> np.ndarray:
+def pgc_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, eigen_smooth: bool = False,
+             **kwargs) -> np.ndarray:
     """pytorch-grad-cam's maps ``[B, S, S]`` for ``case``'s targets (its raw logit targets)."""
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -124,7 +125,8 @@ def pgc_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, **k
     with contextlib.ExitStack() as stack:
         for base in getattr(cam, "base_cam_per_layer", [cam]):  # RefineCAM holds one CAM per layer, is none itself
             stack.enter_context(base)
-        return cam(case.images.clone(), targets)
+        return cam(case.images.clone(), targets, eigen_smooth=eigen_smooth) if eigen_smooth else cam(
+            case.images.clone(), targets)
 
 
 def torchcam_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, fuse: bool = False, **kwargs):
@@ -483,6 +485,16 @@ def zoo_rows(case: Case) -> list[Comparison]:
     out.per_image["reading"] = [round(float(v), 9) for v in either]
     out.max_diff["reading"] = [round(float(v), 9) for v in difference]
     rows.append(out)
+    for method, pgc_name in (("gradcam", "GradCAM"), ("gradcamelementwise", "GradCAMElementWise")):
+        library = pgc_maps(case, pgc_name, eigen_smooth=True)
+        mine = wsol_maps(case, method, eigen_smooth=True, relu=False)
+        either, difference = _either_sign(library, mine, size)
+        out = _compare(f"{method}, eigen_smooth", PGC, library, pgc_scale(mine.clamp_min(0), size),
+                       note="pytorch-grad-cam keeps the SVD's sign")
+        out.reading, out.with_reading = "ReLU(±P), P wsol's eigen_smooth=true", _worst(either)
+        out.per_image["reading"] = [round(float(v), 9) for v in either]
+        out.max_diff["reading"] = [round(float(v), 9) for v in difference]
+        rows.append(out)
     np.random.seed(0)
     library = pgc_maps(case, "RandomCAM")
     np.random.seed(0)

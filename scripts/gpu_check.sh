@@ -34,5 +34,7 @@ echo '```' >> "$out/cuda_tests.md"
 step "bench: methods, bf16, boxes" 180 "$py" scripts/bench.py --device cuda --no-compile --iters 5
 # 3. 1,000 images end to end: the CLI's loop and wsol.evaluate on the GPU
 step "bench: 1,000 images end to end" 150 "$py" scripts/bench.py --api --api-images 1000 --repeats 1 --device cuda
+# 4. the zoo beside pytorch-grad-cam and torchcam: ResNet-50 layer4, batch 32 (cuda_zoo_vs_libraries.md)
+step "bench: the zoo vs the libraries" 150 "$py" scripts/bench.py --zoo --batch 32 --iters 3 --warmup 1 --device cuda
 ls "$out"/cuda_*.md
 exit "$failed"

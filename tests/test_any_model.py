@@ -163,6 +163,9 @@ def test_transformer_families_find_their_layer_and_run_the_gradient_family(famil
         assert out.maps.std() > 0, name
     for name in _IMAGE_ONLY:
         assert build_method(name, model.module, layer)(images, labels).maps.shape == (1, 224, 224), name
+    if family.startswith("timm deit"):  # ViT-ReciproCAM: one tail pass per patch token (196), the class token kept
+        recipro = build_method("reciprocam", model.module, layer)(images, labels).maps
+        assert recipro.shape == (1, side, side) and recipro.std() > 0 and (recipro <= 1).all()
     if "swin" in family:  # stages of 56², 28², 14², 7²: RefineCAM multiplies the last three, at the finest's size
         refined = build_method("refinecam", model.module, layer)(images, labels).maps
         assert refined.shape[1] == refined.shape[2] > side and torch.isfinite(refined).all()
@@ -189,8 +192,8 @@ def test_every_perturbation_method_runs_on_a_vit():
 
 
 def test_the_method_lists_cover_the_registry():
-    assert sorted([*_GRADIENT, *_IMAGE_ONLY, "cam", "refinecam", "scorecam", "sscam", "iscam", "ablationcam",
-                   "smoothgradcampp"]) == sorted(METHODS.names())
+    others = ["cam", "refinecam", "reciprocam", "scorecam", "sscam", "iscam", "ablationcam", "smoothgradcampp"]
+    assert sorted([*_GRADIENT, *_IMAGE_ONLY, *others]) == sorted(METHODS.names())
 
 
 def test_timm_models_use_their_own_normalisation_and_class_count():

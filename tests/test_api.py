@@ -191,7 +191,7 @@ def test_flat_maps_and_a_mismatched_batch_are_handled():
 
 CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
          "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam", "refinecam",
-         "randomcam", "sobel", "center"]
+         "reciprocam", "randomcam", "sobel", "center"]
 PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam"]  # a forward per channel: fewer images on the CPU side
 
 

@@ -132,6 +132,8 @@ def test_new_methods_default_is_the_librarys_map(rows, row, library):
         ("refinecam, base gradcam", cl.TORCHCAM, "option"),
         ("sobel", cl.PGC, "option"),  # uint8=true: OpenCV's 8-bit arithmetic
         ("eigengradcam", cl.PGC, "reading"),  # pytorch-grad-cam keeps the SVD's sign
+        ("gradcam, eigen_smooth", cl.PGC, "reading"),  # the first component of w_k A_k, the SVD's sign
+        ("gradcamelementwise, eigen_smooth", cl.PGC, "reading"),
         ("randomcam", cl.PGC, "reading"),  # Σ w A with NumPy's uniform draws
         ("refinecam", cl.PGC, "reading"),  # the product taken at the input size, after resizing
     ],

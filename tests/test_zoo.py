@@ -201,7 +201,10 @@ def test_flat_channels_and_flat_maps_give_finite_maps(name):
     dead = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     dead[0].bias.data.fill_(-100.0)  # ReLU zeroes every channel
     maps = build_method(name, dead, layer_for(name, "1", "0"))(torch.rand(2, 3, 5, 5), torch.tensor([0, 1])).maps
-    assert torch.isfinite(maps).all() and (maps == 0).all()
+    if name == "reciprocam":  # a map of probabilities: every masked copy is all zeros, so each map is flat
+        assert torch.isfinite(maps).all() and torch.equal(maps.amax((1, 2)), maps.amin((1, 2)))
+    else:
+        assert torch.isfinite(maps).all() and (maps == 0).all()
 
 
 def test_perturbation_inputs_are_built_in_chunks_under_the_budget():
@@ -275,7 +278,7 @@ def test_several_layers_fuse_per_layer_maps():
 
 
 def test_unknown_method_option_is_one_line():
-    expected = "method gradcam has no option num_samples; its options: fusion, layout, relu, seed"
+    expected = "method gradcam has no option num_samples; its options: eigen_smooth, fusion, layout, relu, seed"
     with pytest.raises(WsolError, match=expected):
         build_method("gradcam", ToyCamNet(), "features", num_samples=3)
     with pytest.raises(WsolError, match="weighting"):
@@ -348,6 +351,12 @@ def test_pca_family_rank_one_and_sign_rules():
     assert seg.abs().argmax() == seg.argmax()  # Seg-Eigen-CAM's Eq. 13
     with pytest.raises(WsolError, match="sign"):
         build_method("eigencam", net, "features", sign="up")
+    with pytest.raises(WsolError, match="eigen_smooth applies to the methods that weigh the activations"):
+        build_method("kpcacam", net, "features", eigen_smooth=True)
+    # eigen_smooth: the weighted activations' first component (rank one here: w_k A_k = w_k u_k · s)
+    smooth = build_method("gradcam", net, "features", eigen_smooth=True, relu=False)(a, torch.tensor([0])).maps
+    weights = 2 * a.mean((2, 3))  # Grad-CAM's w_k = mean(g_k) = mean(2 A_k)
+    assert torch.allclose(smooth, first_component_projection(weights[..., None, None] * a), atol=1e-5)
 
 
 def test_kpcacam_is_scikit_learns_kernel_pca_and_linear_kernel_pca_is_eigencam():
@@ -454,3 +463,23 @@ def test_baselines_sobel_center_random():
     pixels = torch.rand(1, 3, 8, 8) * 255
     assert torch.allclose(sobel((pixels / 255 - 0.5) / 0.5, torch.tensor([0])).maps, sobel_edges(pixels).float(),
                           atol=1e-3)
+
+
+def test_reciprocam_is_the_tail_on_each_masked_copy():
+    from wsol.cams.recipro import spatial_kernels
+
+    net = ToyCamNet(channels=5, classes=4)
+    x, labels = torch.randn(2, 3, 3, 4), torch.tensor([1, 3])
+    with torch.no_grad():
+        a = net.features(net.conv(x))  # [2, 5, 3, 4]
+    for kernel in ("point", "gaussian"):
+        weights = spatial_kernels(3, 4, kernel)
+        expected = torch.zeros(2, 12)
+        for b in range(2):
+            for p in range(12):  # copy p: position p's feature vector, spread by row p of the kernel
+                copy = a[b].flatten(1)[:, p : p + 1] * weights[p][None]
+                expected[b, p] = net.fc(copy.mean(1)[None]).softmax(1)[0, labels[b]]
+        got = build_method("reciprocam", net, "features", kernel=kernel, memory_budget_mb=1e-6)(x, labels).maps
+        assert torch.allclose(got, expected.view(2, 3, 4), atol=1e-6), kernel
+    assert spatial_kernels(3, 3, "gaussian")[4].view(3, 3).mul(16).tolist() == [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
+    assert spatial_kernels(3, 3, "gaussian")[0].view(3, 3).mul(16).tolist() == [[4, 2, 0], [2, 1, 0], [0, 0, 0]]

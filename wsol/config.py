@@ -99,6 +99,7 @@ class Fusion(enum.StrEnum):
     mean = "mean"
     max = "max"
     layercam = "layercam"
+    product = "product"
 
 
 class Precision(enum.StrEnum):
@@ -155,7 +156,7 @@ class ModelConfig:
     num_classes: int | None = setting(None, range=Range(1))  # the classifier's width; wsoleval_*: from the checkpoint
     # a dotted module name, or a list of them (fused); null: found by structure
     layer: Any = setting(None, kind=str | list[str] | None, nonempty=True)
-    fusion: Fusion = Fusion.mean  # several layers: mean | max of min-max maps, layercam: max of tanh(2M/max M)
+    fusion: Fusion = Fusion.mean  # several layers: mean | max of min-max maps, layercam (tanh(2M/max M)), product
     mean: list[float] | None = None  # input normalisation; null: the weights' own (ImageNet's)
     std: list[float] | None = setting(None, range=Range(0, low_open=True))
     layout: LayoutKind = LayoutKind.auto  # how the target layer's output holds its map

@@ -77,7 +77,7 @@ class RandomCAM(CamMethod):
 class SobelCAM(CamMethod):
     """The edge map at the input's resolution (the layer is hooked but not read)."""
 
-    needs_grad = False
+    needs_grad, weighs_activations = False, False
 
     def __init__(self, model, layer, *, mean: list[float] | None = None, std: list[float] | None = None,
                  uint8: bool = False, **kwargs) -> None:
@@ -108,7 +108,7 @@ class SobelCAM(CamMethod):
 class CenterBaseline(CamMethod):
     """The center baseline at the input's resolution (the layer is hooked but not read)."""
 
-    needs_grad = False
+    needs_grad, weighs_activations = False, False
 
     def __init__(self, model, layer, *, sigma: Annotated[float, Range(0, low_open=True)] = 0.25,
                  **kwargs) -> None:

@@ -131,7 +131,7 @@ def fuse_layer_maps(maps: Sequence[torch.Tensor], fusion: str = "mean") -> torch
     ``mean`` / ``max``: the mean / element-wise maximum of the min-max normalised maps
     (pytorch-grad-cam aggregates layers by the mean). ``layercam``: LayerCAM's scaling
     ``tanh(2 · M / max M)`` (Jiang et al., TIP 2021, Eq. 6), then the element-wise maximum
-    (torchcam's fusion). ``product``: RefineCAM's (Kim et al., 2026): each map min-max normalised at its own
+    (torchcam's fusion). ``product``: RefineCAM's (arXiv 2605.14641): each map min-max normalised at its own
     resolution, then resized, then their element-wise product (torchcam's order). A single map passes unchanged.
     """
     if len(maps) == 1:
@@ -164,9 +164,13 @@ class CamMethod:
             draws the same noise).
         layout: how the layers' outputs hold their maps (``auto``: read off each output and the model,
             :func:`~wsol.cams.layout.resolve_layout`): convolutional, channels-last or transformer tokens.
+        eigen_smooth: the map is the first principal component of the weighted activations ``w_k A_k`` (their
+            channel sum's sign) instead of their sum (pytorch-grad-cam's ``eigen_smooth``); for the methods that
+            weigh the activations.
     """
 
     needs_grad: bool = True
+    weighs_activations: bool = True  # its map is Σ_k of weighted activations (eigen_smooth applies)
     keeps_graph: bool = False  # gradients made with create_graph, (A, g) kept on the graph (second-order methods)
 
     def __init__(
@@ -178,6 +182,7 @@ class CamMethod:
         fusion: str = "mean",
         seed: int = 0,
         layout: LayoutRequest | None = None,
+        eigen_smooth: bool = False,
     ) -> None:
         self.model = model
         self.layer_names = [layer] if isinstance(layer, str) else list(layer)
@@ -190,6 +195,10 @@ class CamMethod:
         self.fusion = fusion
         self.seed = int(seed)
         self.layout_request = layout or LayoutRequest()
+        if eigen_smooth and not self.weighs_activations:
+            raise WsolError(f"method.eigen_smooth applies to the methods that weigh the activations, not to "
+                            f"{type(self).__name__}")
+        self.eigen_smooth = bool(eigen_smooth)
         self._layouts: dict[int, Layout] = {}
 
     @classmethod
@@ -212,8 +221,17 @@ class CamMethod:
         """Channel weights ``[B, C]`` (or pixel-wise ``[B, C, h, w]``)."""
         raise NotImplementedError
 
+    def weighted_activations(self, x: LayerCapture) -> torch.Tensor:
+        """``w_k A_k`` ``[B, C, h, w]``: the terms whose channel sum is the map."""
+        weights = self.channel_weights(x)
+        return (weights[..., None, None] if weights.ndim == 2 else weights) * x.activations
+
     def compute(self, x: LayerCapture) -> torch.Tensor:
         """The raw map ``[B, h, w]`` of one layer before the optional ReLU."""
+        if self.eigen_smooth:
+            from .eigen import first_component_projection
+
+            return first_component_projection(self.weighted_activations(x))
         return weighted_sum(self.channel_weights(x), x.activations)
 
     def objective(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

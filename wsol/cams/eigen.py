@@ -1,9 +1,10 @@
 """The principal-component family: a map from the first principal component of a layer's (weighted) features.
 
 Each image's ``(hw, C)`` feature matrix ``X`` is centred over positions (as pytorch-grad-cam does) and
-projected on its first principal direction, all images of the batch in one batched ``torch.linalg.svd``
-(or ``eigh``). A principal direction's sign is arbitrary (it differs between LAPACK and cuSOLVER), so each
-map's sign is fixed by a rule, the option ``sign``:
+projected on its first principal direction ``v₁``, all images of the batch in one batched ``torch.linalg.eigh``
+of the smaller Gram matrix (``X Xᵀ`` or ``XᵀX``: ``X v₁ = σ₁ u₁``, the SVD's projection). A principal
+direction's sign is arbitrary (it differs between LAPACK and cuSOLVER), so each map's sign is fixed by a rule,
+the option ``sign``:
 
 - ``activation`` (wsol's default): the map correlates non-negatively with the features' channel sum ``Σ_k X_k``;
 - ``largest``: the map's entry of largest magnitude is positive (Seg-Eigen-CAM's Eq. 13, "flip when
@@ -56,12 +57,22 @@ def _positions(features: torch.Tensor) -> torch.Tensor:
     return matrix - matrix.mean(1, keepdim=True)
 
 
+def _first_component(centred: torch.Tensor) -> torch.Tensor:
+    """``[B, n, C]`` centred rows → ``[B, n]``, their projection ``X v₁`` on the first right singular vector
+    (up to sign): ``σ₁ u₁`` from a batched ``eigh`` of the smaller Gram matrix, ``X Xᵀ`` (n × n) or ``XᵀX``
+    (C × C), in float64 (the SVD's result, without the full decomposition)."""
+    n, channels = centred.shape[-2:]
+    if n <= channels:
+        values, vectors = torch.linalg.eigh(centred @ centred.transpose(1, 2))
+        return vectors[..., -1] * values[:, -1:].clamp_min(0).sqrt()
+    _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+    return (centred @ vectors[..., -1:])[..., 0]
+
+
 def first_component_projection(features: torch.Tensor, sign: str = "activation") -> torch.Tensor:
     """``[B, C, h, w]`` → ``[B, h, w]``: the centred features projected on their first principal direction."""
     batch, _, h, w = features.shape
-    centred = _positions(features)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    projection = (centred @ vh[:, 0, :, None])[..., 0]  # [B, hw]
+    projection = _first_component(_positions(features))
     total = torch.nan_to_num(features.double(), nan=0.0).sum(1).flatten(1)
     return orient(projection, total, sign).view(batch, h, w).to(features.dtype)
 
@@ -111,6 +122,7 @@ Sign = Literal["activation", "largest"]
 @METHODS.register("eigencam")
 class EigenCAM(CamMethod):
     needs_grad = False
+    weighs_activations = False  # its map is a projection already
 
     def __init__(self, model, layer, *, sign: Sign = "activation", **kwargs) -> None:
         super().__init__(model, layer, **kwargs)

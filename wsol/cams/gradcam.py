@@ -15,7 +15,7 @@
 - LayerCAM — Jiang et al., TIP 2021: ``M = Σ_k ReLU(g_k) ⊙ A_k`` (pixel-wise weights).
 - HiResCAM — Draelos & Carin, 2020: ``M = Σ_k g_k ⊙ A_k``.
 - Grad-CAM element-wise — pytorch-grad-cam: ``M = Σ_k ReLU(g_k ⊙ A_k)``.
-- ShapleyCAM — Cai et al., ICLR 2025: ``w_k = mean_ij (g − ½ H A)_k,ij`` with ``H A`` the Hessian of ``S``
+- ShapleyCAM — Cai, arXiv 2501.06261 (2025): ``w_k = mean_ij (g − ½ H A)_k,ij`` with ``H A`` the Hessian of ``S``
   (w.r.t. ``A``) times ``A``, a second backward through the first one's graph (zero where ``S`` is piecewise
   linear in ``A``, as after ReLU, pooling and a linear head: then ShapleyCAM is Grad-CAM).
 """
@@ -136,8 +136,13 @@ class HiResCAM(CamMethod):
 
 @METHODS.register("gradcamelementwise")
 class GradCAMElementWise(CamMethod):
+    def weighted_activations(self, x):
+        return (x.gradients * x.activations).clamp_min(0)
+
     def compute(self, x):
-        return (x.gradients * x.activations).clamp_min(0).sum(1)
+        if self.eigen_smooth:
+            return super().compute(x)
+        return self.weighted_activations(x).sum(1)
 
 
 @METHODS.register("shapleycam")

@@ -1,7 +1,7 @@
-"""RefineCAM — Kim et al., 2026 (arXiv 2605.14641): several layers' maps, each min-max normalised at its own
-resolution, resized to the finest and multiplied, so that what a coarse layer places roughly and a fine layer
-draws sharply but noisily survives only where both agree (torchcam's ``RefineCAM`` and pytorch-grad-cam's,
-whose base is Grad-CAM++).
+"""RefineCAM — "How to Evaluate and Refine your CAM", arXiv 2605.14641 (2026): several layers' maps, each
+min-max normalised at its own resolution, resized to the finest and multiplied, so that what a coarse layer
+places roughly and a fine layer draws sharply but noisily survives only where both agree (torchcam's
+``RefineCAM`` and pytorch-grad-cam's, whose base is Grad-CAM++).
 
 The layers: those given (two or more), or, when one layer is given, that layer and the ends of the
 ``stages − 1`` resolution stages before it (:func:`wsol.models.stage_layers`: ResNet's ``layer4`` →
