@@ -185,14 +185,15 @@ def test_transformer_families_find_their_layer_and_run_the_gradient_family(famil
 def test_every_perturbation_method_runs_on_a_vit():
     torch.manual_seed(0)
     model = build_model("deit_tiny_patch16_224", source="timm", pretrained=False).module
-    for name in ("scorecam", "sscam", "iscam", "ablationcam", "smoothgradcampp"):
+    for name in ("scorecam", "sscam", "iscam", "ablationcam", "groupcam", "smoothgradcampp"):
         options = {"num_samples": 1} if name in ("sscam", "iscam", "smoothgradcampp") else {}
         out = build_method(name, model, "blocks.11.norm1", **options)(torch.randn(1, 3, 224, 224), torch.tensor([3]))
         assert out.maps.shape == (1, 14, 14) and torch.isfinite(out.maps).all(), name
 
 
 def test_the_method_lists_cover_the_registry():
-    others = ["cam", "refinecam", "reciprocam", "scorecam", "sscam", "iscam", "ablationcam", "smoothgradcampp"]
+    others = ["cam", "refinecam", "reciprocam", "scorecam", "sscam", "iscam", "ablationcam", "groupcam",
+              "smoothgradcampp"]
     assert sorted([*_GRADIENT, *_IMAGE_ONLY, *others]) == sorted(METHODS.names())
 
 

@@ -483,3 +483,43 @@ def test_reciprocam_is_the_tail_on_each_masked_copy():
         assert torch.allclose(got, expected.view(2, 3, 4), atol=1e-6), kernel
     assert spatial_kernels(3, 3, "gaussian")[4].view(3, 3).mul(16).tolist() == [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
     assert spatial_kernels(3, 3, "gaussian")[0].view(3, 3).mul(16).tolist() == [[4, 2, 0], [2, 1, 0], [0, 0, 0]]
+
+
+def test_groupcam_follows_the_authors_procedure():
+    import numpy as np
+    import torch.nn.functional as F
+
+    from wsol.cams.group import gaussian_blur
+
+    torch.manual_seed(0)
+    images = torch.randn(1, 3, 60, 60)
+    x = torch.arange(51.0) - 25
+    g = torch.exp(-(x**2) / 5000)
+    k2 = torch.outer(g, g) / g.sum() ** 2  # the 2-d kernel, applied at once
+    direct = F.conv2d(F.pad(images, (25,) * 4, mode="reflect"), k2[None, None].expand(3, 1, 51, 51), groups=3)
+    assert torch.allclose(gaussian_blur(images), direct, atol=1e-5)
+    net = ToyCamNet(channels=6, classes=4)
+    x_in, labels = torch.randn(2, 3, 8, 8), torch.tensor([1, 3])
+    got = build_method("groupcam", net, "features", groups=3, relu=False, memory_budget_mb=1e-6)(x_in, labels).maps
+    # the authors' loop, image by image and group by group
+    with torch.no_grad():
+        a = net.features(net.conv(x_in))
+        alpha = net.fc.weight[labels] / 64  # g = W_c / hw at a layer feeding GAP → FC
+        blurred = gaussian_blur(x_in)
+        taps = torch.exp(-((torch.arange(15.0) - 7) ** 2) / 5000)  # 8 px: 15 of the 51 taps
+        assert torch.allclose(blurred, F.conv2d(F.pad(x_in, (7,) * 4, mode="reflect"),
+                                                (torch.outer(taps, taps) / taps.sum() ** 2).expand(3, 1, 15, 15),
+                                                groups=3), atol=1e-5)
+        expected = torch.zeros(2, 8, 8)
+        for b in range(2):
+            base = net(blurred[b : b + 1]).softmax(1)[0, labels[b]]
+            weighted = alpha[b][:, None, None] * a[b]
+            for group in weighted.chunk(3, 0):
+                m = group.sum(0).clamp_min(0)
+                m = torch.where(m > float(np.percentile(m.numpy(), 70)), m, torch.zeros_like(m))
+                if m.max() == m.min():
+                    continue
+                m = (m - m.min()) / (m.max() - m.min())  # 8×8 is the input size already
+                kept = x_in[b] * m + blurred[b] * (1 - m)
+                expected[b] += (net(kept[None]).softmax(1)[0, labels[b]] - base) * m
+    assert torch.allclose(got, expected, atol=1e-6)
