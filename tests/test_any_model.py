@@ -193,7 +193,7 @@ def test_every_perturbation_method_runs_on_a_vit():
 
 def test_the_method_lists_cover_the_registry():
     others = ["cam", "refinecam", "reciprocam", "scorecam", "sscam", "iscam", "ablationcam", "groupcam",
-              "smoothgradcampp"]
+              "opticam", "smoothgradcampp"]
     assert sorted([*_GRADIENT, *_IMAGE_ONLY, *others]) == sorted(METHODS.names())
 
 

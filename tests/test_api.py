@@ -192,7 +192,7 @@ def test_flat_maps_and_a_mismatched_batch_are_handled():
 CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
          "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam", "refinecam",
          "reciprocam", "randomcam", "sobel", "center"]
-PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam"]  # a forward per channel (group): fewer images
+PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam", "opticam"]  # many passes: fewer images
 
 
 def test_the_gpu_parity_list_covers_the_registry():

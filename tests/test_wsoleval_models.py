@@ -290,7 +290,7 @@ def test_config_options_belong_to_the_wsoleval_models():
 _CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
           "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam",
           "refinecam", "reciprocam", "randomcam", "sobel", "center"]
-_PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam"]
+_PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam", "opticam"]
 _AT_INPUT_SIZE = ("sobel", "center")  # maps of the image: at its resolution
 _FINER = ("refinecam",)  # the product of several stages' maps: at the finest stage's resolution
 

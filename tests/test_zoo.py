@@ -523,3 +523,31 @@ def test_groupcam_follows_the_authors_procedure():
                 kept = x_in[b] * m + blurred[b] * (1 - m)
                 expected[b] += (net(kept[None]).softmax(1)[0, labels[b]] - base) * m
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_opticam_starts_uniform_and_raises_the_masked_score():
+    from wsol.cams.core import target_scores
+    from wsol.cams.opti import OptiCAM
+
+    net = ToyCamNet(channels=6, classes=4, seed=1)
+    x, labels = torch.randn(3, 3, 8, 8), torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        a = net.features(net.conv(x)).clamp_min(0)
+    start = build_method("opticam", net, "features", steps=0, relu=False)(x, labels).maps
+    assert torch.allclose(start, a.mean(1), atol=1e-6)  # u = 0.5 everywhere: α uniform
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1)
+    pixels = x * std + mean
+
+    def masked_score(maps):  # the objective: the target's logit on the masked pixels, re-normalised
+        weights = torch.linalg.lstsq(a.flatten(2).transpose(1, 2), maps.flatten(1)[..., None]).solution[..., 0]
+        u = torch.log(weights.clamp_min(1e-12))  # softmax(u) ∝ the map's channel weights
+        mask = OptiCAM.saliency(u, a, (8, 8))
+        return target_scores(net((mask[:, None] * pixels - mean) / std), labels)
+
+    with torch.no_grad():
+        before = masked_score(start)
+        optimised = build_method("opticam", net, "features", steps=30, lr=0.1, relu=False)(x, labels).maps
+        after = masked_score(optimised)
+    assert (after >= before - 1e-5).all() and (after > before + 1e-3).any()
+    assert all(p.grad is None for p in net.parameters())  # the gradients went to the weights u alone

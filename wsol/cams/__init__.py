@@ -8,7 +8,7 @@ from ..registry import Registry
 
 METHODS: Registry = Registry("method")
 
-from . import ablation, activation, baselines, cam, eigen, finer, gradcam, group, recipro, refine, score  # noqa: E402,F401
+from . import ablation, activation, baselines, cam, eigen, finer, gradcam, group, opti, recipro, refine, score  # noqa: E402,F401
 from .core import CamMethod, CamOutput  # noqa: E402
 
 __all__ = ["METHODS", "CamMethod", "CamOutput", "build", "build_method", "method_layers", "method_options"]
