@@ -12,6 +12,7 @@ to wsol's map; torchcam's maps are compared at feature resolution.
 
     python scripts/compare_libraries.py            # random-weight ResNet-18, 224², 4 demo images → results/conventions/
     python scripts/compare_libraries.py --size 112 --images 2 --out /tmp/conventions
+    python scripts/compare_libraries.py --zoo      # only the newer methods' rows → results/conventions/libraries_zoo.md
 
 ``tests/test_libraries.py`` runs the same comparisons on a smaller input and checks every row.
 """
@@ -631,20 +632,28 @@ def run_all(case: Case, rows=ALL_ROWS) -> list[Comparison]:
     return out
 
 
-def markdown(rows: list[Comparison], header: str) -> str:
+def markdown(rows: list[Comparison], header: str, differences: bool = False) -> str:
+    """The table; ``differences``: a column with the largest difference after min-max (worst image) of the
+    default, the option and the reading, in that order."""
     def fmt(v):
         return "" if v is None else f"{v:.7f}"
 
+    def diff(c: Comparison) -> str:
+        return " / ".join(f"{max(c.max_diff[k]):.1e}" if k in c.max_diff else "–" for k in ("default", "option",
+                                                                                          "reading"))
+
+    extra = (" max \\|Δ\\| after min-max (default / option / reading) |", " ---: |") if differences else ("", "")
     lines = [
         header, "",
-        "| row | library | r, wsol default | wsol option | r, option | reading of the library | r, reading | note |",
-        "| --- | --- | ---: | --- | ---: | --- | ---: | --- |",
+        "| row | library | r, wsol default | wsol option | r, option | reading of the library | r, reading | note |"
+        + extra[0],
+        "| --- | --- | ---: | --- | ---: | --- | ---: | --- |" + extra[1],
     ]
     for c in rows:
         lines.append(
             f"| {c.row} | {c.library} | {fmt(c.default)} | {f'`{c.option}`' if c.option else ''} "
             f"| {fmt(c.with_option)} "
-            f"| {c.reading} | {fmt(c.with_reading)} | {c.note} |"
+            f"| {c.reading} | {fmt(c.with_reading)} | {c.note} |" + (f" {diff(c)} |" if differences else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -655,20 +664,23 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--samples", type=int, default=4, help="noise / integration samples of the stochastic rows")
     parser.add_argument("--out", default="results/conventions")
+    parser.add_argument("--zoo", action="store_true",
+                        help="only the rows of the methods the libraries added (zoo_rows), to <out>/libraries_zoo.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     case = resnet18_case(args.size, args.images, args.samples)
-    rows = run_all(case)
+    rows = run_all(case, (zoo_rows,) if args.zoo else ALL_ROWS)
     header = (
         f"# wsol vs {PGC} {version('grad-cam')} and {TORCHCAM} {version('torchcam')}\n\n"
-        f"`python scripts/compare_libraries.py --size {args.size} --images {args.images} --samples {args.samples}`: "
+        f"`python scripts/compare_libraries.py{' --zoo' if args.zoo else ''} --size {args.size} --images "
+        f"{args.images} --samples {args.samples}`: "
         f"random-weight ResNet-18 (seed 0) at `layer4`, {args.images} demo images at {args.size}²; targets: the "
         "first image's top class (S > 0), the last image's lowest-scoring class (S < 0), the others' own classes. "
         "r = Pearson correlation of the library's maps with wsol's, worst image; 1.0000000 = the same map."
     )
-    text = markdown(rows, header)
+    text = markdown(rows, header, differences=args.zoo)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "libraries.md")
+    path = os.path.join(args.out, "libraries_zoo.md" if args.zoo else "libraries.md")
     atomic_write_text(path, text)
     print(text)
     return path

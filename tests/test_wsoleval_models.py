@@ -291,7 +291,7 @@ _CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layerca
           "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam",
           "refinecam", "reciprocam", "randomcam", "sobel", "center"]
 _PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam", "opticam"]
-_AT_INPUT_SIZE = ("sobel", "center")  # maps of the image: at its resolution
+_AT_INPUT_SIZE = ("sobel", "center", "groupcam")  # maps of the image, or of input-size masks
 _FINER = ("refinecam",)  # the product of several stages' maps: at the finest stage's resolution
 
 
@@ -302,6 +302,7 @@ def test_the_method_lists_cover_the_registry():
 def _run(key: str, method: str, size: int):
     model = _seeded(key, classes=10)
     options = {"num_samples": 1} if method in ("sscam", "iscam", "smoothgradcampp") else {}
+    options = {"steps": 2} if method == "opticam" else options
     out = build_method(method, model, [default_layer(model)], **options)(_images(size, n=1), torch.tensor([4]))
     assert out.maps.shape[0] == 1 and torch.isfinite(out.maps).all()
     layer_size = model_output_size(model, size)
