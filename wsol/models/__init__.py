@@ -426,8 +426,7 @@ def stage_layers(module: nn.Module, layer: str, count: int, input_size: int = 22
     ends = [i for i, (name, _, _) in enumerate(records) if name == layer]
     if not ends:
         raise WsolError(f"layer {layer!r} gives no spatial output on a {input_size}² input")
-    _, mod, shape = records[ends[-1]]
-    if _grid(module, mod, shape) is None:  # a token sequence (a ViT's blocks): one grid, no stages before it
+    if len(records[ends[-1]][2]) != 4:  # a token sequence (a ViT's blocks): one grid, no stages before it
         return [layer]
     runs: list[tuple[tuple[int, int], list[str]]] = []  # (grid, names in the order met going back)
     for name, mod, shape in reversed(records[: ends[-1] + 1]):
