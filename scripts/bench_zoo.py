@@ -109,6 +109,8 @@ def zoo_table(model_name: str, device: str, batch: int, size: int, timer, warmup
     ]
     ratios = {}
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        warm = build_method("gradcam", model, [layer])  # threads and allocator warm before the first row
+        timer(lambda: warm(images, labels), batch)
         for name, options, pgc, tc in PAIRS:
             layers = stages if name == "refinecam" else [layer]
             method = build_method(name, model, layers, **options)

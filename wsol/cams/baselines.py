@@ -39,10 +39,9 @@ def sobel_edges(pixels: torch.Tensor, uint8: bool = False) -> torch.Tensor:
     """``[B, 3, H, W]`` RGB in 0–255 → ``[B, H, W]``: ``½|∂x G| + ½|∂y G|`` (3×3 Sobel, reflect-101 borders)."""
     if uint8:  # OpenCV's 8-bit RGB2GRAY: 15-bit fixed-point weights, rounded
         fixed = torch.tensor(_GREY_FIXED, dtype=torch.int64, device=pixels.device)
-        grey = ((torch.einsum("bchw,c->bhw", pixels.round().long(), fixed) + (1 << 14)) >> 15).double()
-    else:
-        grey = torch.einsum("bchw,c->bhw", pixels.double(), torch.tensor(_GREY, dtype=torch.float64,
-                                                                          device=pixels.device))
+        grey = ((torch.einsum("bchw,c->bhw", pixels.round().long(), fixed) + (1 << 14)) >> 15).float()
+    else:  # float32: the 8-bit path's sums are whole numbers below 2²⁴, exact in it
+        grey = torch.einsum("bchw,c->bhw", pixels.float(), torch.tensor(_GREY, device=pixels.device))
     padded = F.pad(grey[:, None], (1, 1, 1, 1), mode="reflect")  # reflect = OpenCV's BORDER_REFLECT_101
     smooth, diff = torch.tensor([1.0, 2.0, 1.0]), torch.tensor([-1.0, 0.0, 1.0])
     kx = torch.outer(smooth, diff).to(padded)[None, None]  # ∂x: [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
