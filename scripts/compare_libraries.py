@@ -114,7 +114,7 @@ def pgc_scale(maps: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndar
 
 
 def pgc_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, eigen_smooth: bool = False,
-             **kwargs) -> np.ndarray:
+             aug_smooth: bool = False, **kwargs) -> np.ndarray:
     """pytorch-grad-cam's maps ``[B, S, S]`` for ``case``'s targets (its raw logit targets)."""
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -126,8 +126,8 @@ def pgc_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, eig
     with contextlib.ExitStack() as stack:
         for base in getattr(cam, "base_cam_per_layer", [cam]):  # RefineCAM holds one CAM per layer, is none itself
             stack.enter_context(base)
-        return cam(case.images.clone(), targets, eigen_smooth=eigen_smooth) if eigen_smooth else cam(
-            case.images.clone(), targets)
+        smoothing = {k: True for k, on in (("eigen_smooth", eigen_smooth), ("aug_smooth", aug_smooth)) if on}
+        return cam(case.images.clone(), targets, **smoothing)
 
 
 def torchcam_maps(case: Case, cls_name: str, layers: Sequence[str] | None = None, fuse: bool = False, **kwargs):
@@ -459,6 +459,21 @@ def pgc_finer_maps(case: Case, alpha: float, references: int) -> np.ndarray:
         return cam(case.images.clone(), targets, alpha=alpha)
 
 
+def pgc_aug_smooth_reading(case: Case, method: str, **options) -> np.ndarray:
+    """pytorch-grad-cam's ``aug_smooth`` as the table reads it: each of the six passes (flip × 0.9, 1, 1.1) min-max'd
+    at the layer's resolution, resized to the input, min-max'd again, flipped back; their mean."""
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    from wsol.cams.core import AUGMENTATIONS
+
+    maps = []
+    for flip, factor in AUGMENTATIONS:
+        sub = Case(case.model, case.layer, (case.images.flip(-1) if flip else case.images) * factor, case.targets)
+        m = scale_cam_image(pgc_scale(wsol_maps(sub, method, **options), case.size))
+        maps.append(m[..., ::-1] if flip else m)
+    return np.mean(maps, axis=0)
+
+
 def case_pixels(case: Case) -> np.ndarray:
     """The case's images as the uint8 RGB ``[B, H, W, 3]`` photographs they were normalised from."""
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
@@ -496,6 +511,11 @@ def zoo_rows(case: Case) -> list[Comparison]:
         out.per_image["reading"] = [round(float(v), 9) for v in either]
         out.max_diff["reading"] = [round(float(v), 9) for v in difference]
         rows.append(out)
+    library = pgc_maps(case, "GradCAMPlusPlus", aug_smooth=True)
+    rows.append(_compare("gradcampp, aug_smooth", PGC, library,
+                         pgc_scale(wsol_maps(case, "gradcampp", eps=1e-6, aug_smooth=True), size),
+                         reading="each pass min-max'd before and after resizing to the input",
+                         with_reading=pgc_aug_smooth_reading(case, "gradcampp", eps=1e-6), note="with eps=1e-6"))
     np.random.seed(0)
     library = pgc_maps(case, "RandomCAM")
     np.random.seed(0)

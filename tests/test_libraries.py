@@ -134,6 +134,7 @@ def test_new_methods_default_is_the_librarys_map(rows, row, library):
         ("eigengradcam", cl.PGC, "reading"),  # pytorch-grad-cam keeps the SVD's sign
         ("gradcam, eigen_smooth", cl.PGC, "reading"),  # the first component of w_k A_k, the SVD's sign
         ("gradcamelementwise, eigen_smooth", cl.PGC, "reading"),
+        ("gradcampp, aug_smooth", cl.PGC, "reading"),  # each pass min-max'd twice, around the resize
         ("randomcam", cl.PGC, "reading"),  # Σ w A with NumPy's uniform draws
         ("refinecam", cl.PGC, "reading"),  # the product taken at the input size, after resizing
     ],
@@ -143,6 +144,11 @@ def test_new_methods_reproduce_the_library_under_the_stated_convention(rows, row
     _parity(c, kind)
     if kind == "option":
         assert min(c.per_image["default"]) < PARITY_R or max(c.max_diff["default"]) > PARITY_DIFF  # a real option
+
+
+def test_aug_smooth_is_close_to_the_librarys_by_default(rows):
+    """wsol min-maxes each pass once, at the layer's resolution; the library twice: r ≥ 0.9999 all the same."""
+    assert min(rows["gradcampp, aug_smooth", cl.PGC].per_image["default"]) >= PARITY_R
 
 
 def test_shapleycam_hessian_term_is_measured():

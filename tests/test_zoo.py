@@ -278,7 +278,8 @@ def test_several_layers_fuse_per_layer_maps():
 
 
 def test_unknown_method_option_is_one_line():
-    expected = "method gradcam has no option num_samples; its options: eigen_smooth, fusion, layout, relu, seed"
+    expected = ("method gradcam has no option num_samples; its options: aug_smooth, eigen_smooth, fusion, layout, "
+                "relu, seed")
     with pytest.raises(WsolError, match=expected):
         build_method("gradcam", ToyCamNet(), "features", num_samples=3)
     with pytest.raises(WsolError, match="weighting"):
@@ -551,3 +552,18 @@ def test_opticam_starts_uniform_and_raises_the_masked_score():
         after = masked_score(optimised)
     assert (after >= before - 1e-5).all() and (after > before + 1e-3).any()
     assert all(p.grad is None for p in net.parameters())  # the gradients went to the weights u alone
+
+
+def test_aug_smooth_is_the_mean_of_six_normalised_passes():
+    net = ToyCamNet(channels=5, classes=4)
+    x, labels = torch.randn(2, 3, 6, 6), torch.tensor([1, 2])
+    plain = build_method("gradcampp", net, "features")
+    expected = []
+    for flip in (False, True):
+        for factor in (0.9, 1.0, 1.1):
+            maps = minmax_normalize(plain((x.flip(-1) if flip else x) * factor, labels).maps)[0]
+            expected.append(maps.flip(-1) if flip else maps)
+    out = build_method("gradcampp", net, "features", aug_smooth=True)(x, labels, target="top1")
+    assert torch.equal(out.targets, plain(x).targets)  # the clean pass's targets, for every pass
+    smoothed = build_method("gradcampp", net, "features", aug_smooth=True)(x, labels).maps
+    assert torch.allclose(smoothed, torch.stack(expected).mean(0), atol=1e-6)

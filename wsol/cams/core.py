@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 FUSIONS = ("mean", "max", "layercam", "product")
+# aug_smooth's augmentations (flip, brightness factor): the clean pass first, then pytorch-grad-cam's others
+AUGMENTATIONS = ((False, 1.0), (False, 0.9), (False, 1.1), (True, 0.9), (True, 1.0), (True, 1.1))
 
 
 @dataclass
@@ -167,6 +169,9 @@ class CamMethod:
         eigen_smooth: the map is the first principal component of the weighted activations ``w_k A_k`` (their
             channel sum's sign) instead of their sum (pytorch-grad-cam's ``eigen_smooth``); for the methods that
             weigh the activations.
+        aug_smooth: the mean of the min-max normalised maps of six passes, the image and its horizontal flip each
+            times 0.9, 1 and 1.1, each flipped map flipped back (pytorch-grad-cam's ``aug_smooth``); the targets
+            (and logits) are the clean pass's.
     """
 
     needs_grad: bool = True
@@ -183,6 +188,7 @@ class CamMethod:
         seed: int = 0,
         layout: LayoutRequest | None = None,
         eigen_smooth: bool = False,
+        aug_smooth: bool = False,
     ) -> None:
         self.model = model
         self.layer_names = [layer] if isinstance(layer, str) else list(layer)
@@ -198,7 +204,7 @@ class CamMethod:
         if eigen_smooth and not self.weighs_activations:
             raise WsolError(f"method.eigen_smooth applies to the methods that weigh the activations, not to "
                             f"{type(self).__name__}")
-        self.eigen_smooth = bool(eigen_smooth)
+        self.eigen_smooth, self.aug_smooth = bool(eigen_smooth), bool(aug_smooth)
         self._layouts: dict[int, Layout] = {}
 
     @classmethod
@@ -281,11 +287,21 @@ class CamMethod:
             return torch.as_tensor(labels).to(logits.device) if target == "gt" else logits.argmax(1)
 
         with eval_mode(self.model):
-            captures = self.forward_with_captures(images, targets_from)
-            with torch.no_grad():
-                maps = [self.compute(x) for x in captures]
-                if self.relu:
-                    maps = [m.clamp_min(0) for m in maps]
-                fused = fuse_layer_maps(maps, self.fusion)
-        first = captures[0]
+            fused, first = self._maps(images, targets_from)
+            if self.aug_smooth:  # pytorch-grad-cam's test-time flips × brightness factors, each map min-max'd
+                maps = [minmax_normalize(fused)[0]]
+                for flip, factor in AUGMENTATIONS[1:]:
+                    augmented, _ = self._maps((images.flip(-1) if flip else images) * factor, lambda _: first.targets)
+                    augmented = minmax_normalize(augmented)[0]
+                    maps.append(augmented.flip(-1) if flip else augmented)
+                fused = torch.stack(maps).mean(0)
         return CamOutput(maps=fused.detach(), logits=first.logits, targets=first.targets)
+
+    def _maps(self, images: torch.Tensor, targets_from) -> tuple[torch.Tensor, LayerCapture]:
+        """The fused map of one pass and the first layer's capture (its logits and targets)."""
+        captures = self.forward_with_captures(images, targets_from)
+        with torch.no_grad():
+            maps = [self.compute(x) for x in captures]
+            if self.relu:
+                maps = [m.clamp_min(0) for m in maps]
+            return fuse_layer_maps(maps, self.fusion), captures[0]
