@@ -443,6 +443,17 @@ def _either_sign(library: np.ndarray, mine: torch.Tensor, size) -> tuple[np.ndar
     return np.maximum(r_plus, r_minus), minmax_difference(library, best)
 
 
+def _svd_sign_row(row: str, library: np.ndarray, mine: torch.Tensor, size, reading: str) -> Comparison:
+    """A row against pytorch-grad-cam's principal-component maps, which keep the SVD's sign: wsol's default, and
+    the reading ReLU(±P) of wsol's unrectified projection ``mine``."""
+    either, difference = _either_sign(library, mine, size)
+    out = _compare(row, PGC, library, pgc_scale(mine.clamp_min(0), size), note="pytorch-grad-cam keeps the SVD's sign")
+    out.reading, out.with_reading = reading, _worst(either)
+    out.per_image["reading"] = [round(float(v), 9) for v in either]
+    out.max_diff["reading"] = [round(float(v), 9) for v in difference]
+    return out
+
+
 def pgc_finer_maps(case: Case, alpha: float, references: int) -> np.ndarray:
     """pytorch-grad-cam's FinerCAM (base Grad-CAM) with ``FinerWeightedTarget(c, its nearest classes, α)``: the
     references it picks itself for a top-1 target, given here for the GT target."""
@@ -492,25 +503,12 @@ def zoo_rows(case: Case) -> list[Comparison]:
         _compare("kpcacam", PGC, pgc_maps(case, "KPCA_CAM"), pgc_scale(wsol_maps(case, "kpcacam"), size),
                  "sign=largest", pgc_scale(wsol_maps(case, "kpcacam", sign="largest"), size)),
     ]
-    library = pgc_maps(case, "EigenGradCAM")
-    mine = wsol_maps(case, "eigengradcam", relu=False)
-    either, difference = _either_sign(library, mine, size)
-    out = _compare("eigengradcam", PGC, library, pgc_scale(mine.clamp_min(0), size),
-                   note="pytorch-grad-cam keeps the SVD's sign")
-    out.reading, out.with_reading = "ReLU(±P), P wsol's projection", _worst(either)
-    out.per_image["reading"] = [round(float(v), 9) for v in either]
-    out.max_diff["reading"] = [round(float(v), 9) for v in difference]
-    rows.append(out)
+    rows.append(_svd_sign_row("eigengradcam", pgc_maps(case, "EigenGradCAM"),
+                              wsol_maps(case, "eigengradcam", relu=False), size, "ReLU(±P), P wsol's projection"))
     for method, pgc_name in (("gradcam", "GradCAM"), ("gradcamelementwise", "GradCAMElementWise")):
-        library = pgc_maps(case, pgc_name, eigen_smooth=True)
-        mine = wsol_maps(case, method, eigen_smooth=True, relu=False)
-        either, difference = _either_sign(library, mine, size)
-        out = _compare(f"{method}, eigen_smooth", PGC, library, pgc_scale(mine.clamp_min(0), size),
-                       note="pytorch-grad-cam keeps the SVD's sign")
-        out.reading, out.with_reading = "ReLU(±P), P wsol's eigen_smooth=true", _worst(either)
-        out.per_image["reading"] = [round(float(v), 9) for v in either]
-        out.max_diff["reading"] = [round(float(v), 9) for v in difference]
-        rows.append(out)
+        rows.append(_svd_sign_row(f"{method}, eigen_smooth", pgc_maps(case, pgc_name, eigen_smooth=True),
+                                  wsol_maps(case, method, eigen_smooth=True, relu=False), size,
+                                  "ReLU(±P), P wsol's eigen_smooth=true"))
     library = pgc_maps(case, "GradCAMPlusPlus", aug_smooth=True)
     rows.append(_compare("gradcampp, aug_smooth", PGC, library,
                          pgc_scale(wsol_maps(case, "gradcampp", eps=1e-6, aug_smooth=True), size),

@@ -24,16 +24,13 @@ from .errors import WsolError
 from .localize.sweep import load_kernel
 from .metrics.metric import WSOLMetrics, as_box_batch
 from .metrics.results import EvalResult
-from .models import default_layer
+from .models import IMAGENET_MEAN, IMAGENET_STD, default_layer
 from .models.fold import fold_batchnorms, fold_example
 from .pipeline import InOrder
 from .scoring import ModelScorer, auto_on_cpu
 from .stages import batch_positions, box_threads, load_batches, resolve_workers
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Result", "evaluate", "as_batch"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

@@ -18,7 +18,6 @@ what a method gains over them (Adebayo et al., NeurIPS 2018; the WSOL papers' ce
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
 import torch
@@ -26,11 +25,10 @@ import torch.nn.functional as F
 
 from ..schema import Range
 from . import METHODS
-from .core import CamMethod, LayerCapture
+from .core import CamMethod, LayerCapture, ReadsPixels
 
 __all__ = ["CenterBaseline", "RandomCAM", "SobelCAM", "center_gaussian", "sobel_edges"]
 
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # None: these, or the scorer's
 _GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601, OpenCV's RGB2GRAY
 _GREY_FIXED = (9798, 19235, 3735)  # the same × 2¹⁵ (sum 2¹⁵), as OpenCV computes it on 8-bit images
 
@@ -73,7 +71,7 @@ class RandomCAM(CamMethod):
 
 
 @METHODS.register("sobel")
-class SobelCAM(CamMethod):
+class SobelCAM(ReadsPixels, CamMethod):
     """The edge map at the input's resolution (the layer is hooked but not read)."""
 
     needs_grad, weighs_activations = False, False
@@ -81,22 +79,11 @@ class SobelCAM(CamMethod):
     def __init__(self, model, layer, *, mean: list[float] | None = None, std: list[float] | None = None,
                  uint8: bool = False, **kwargs) -> None:
         super().__init__(model, layer, **kwargs)
-        self.given = mean is not None, std is not None
-        self.mean = tuple(map(float, mean if mean is not None else _IMAGENET_MEAN))
-        self.std = tuple(map(float, std if std is not None else _IMAGENET_STD))
+        self._set_normalization(mean, std)
         self.uint8 = bool(uint8)
 
-    def use_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        """The model's input normalisation, undone before the grey image (the scorer tells it; an explicit
-        ``mean`` / ``std`` option wins)."""
-        if not self.given[0]:
-            self.mean = tuple(map(float, mean))
-        if not self.given[1]:
-            self.std = tuple(map(float, std))
-
     def compute(self, x: LayerCapture) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x.images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.images.device).view(1, 3, 1, 1)
+        mean, std = self.statistics(x.images.device)
         pixels = ((x.images.float() * std + mean) * 255).clamp(0, 255)
         if self.uint8:
             pixels = pixels.round()

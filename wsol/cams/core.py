@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WsolError
-from ..models import find_layer
+from ..models import IMAGENET_MEAN, IMAGENET_STD, find_layer
 from ..ops import minmax_normalize
 from .layout import NCHW, Layout, LayoutRequest, layout_hook, resolve_layout
 
@@ -25,6 +25,7 @@ __all__ = [
     "CamOutput",
     "CamMethod",
     "LayerCapture",
+    "ReadsPixels",
     "capture_activations",
     "eval_mode",
     "fuse_layer_maps",
@@ -150,6 +151,26 @@ def fuse_layer_maps(maps: Sequence[torch.Tensor], fusion: str = "mean") -> torch
         return torch.where(peak > 0, scaled, torch.zeros_like(scaled)).amax(0)
     normalised = torch.stack([minmax_normalize(m)[0] for m in resized])
     return {"mean": normalised.mean(0), "max": normalised.amax(0)}[fusion]  # CamMethod checks the name
+
+
+class ReadsPixels:
+    """For a method that reads the image's pixels: the input normalisation to undo. ``mean`` / ``std`` given as
+    options win; else the model's, which the scorer tells it (:meth:`use_normalization`), ImageNet's until then."""
+
+    def _set_normalization(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        self.given = mean is not None, std is not None
+        self.mean = tuple(map(float, mean if mean is not None else IMAGENET_MEAN))
+        self.std = tuple(map(float, std if std is not None else IMAGENET_STD))
+
+    def use_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """The model's input normalisation (an explicit ``mean`` / ``std`` option wins)."""
+        self.mean = self.mean if self.given[0] else tuple(map(float, mean))
+        self.std = self.std if self.given[1] else tuple(map(float, std))
+
+    def statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean``, ``std`` as ``[1, 3, 1, 1]`` tensors on ``device``."""
+        return (torch.tensor(self.mean, device=device).view(1, 3, 1, 1),
+                torch.tensor(self.std, device=device).view(1, 3, 1, 1))
 
 
 class CamMethod:

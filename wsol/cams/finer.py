@@ -22,11 +22,10 @@ from ..errors import WsolError
 from ..schema import Range
 from . import METHODS
 from .core import CamMethod, LayerCapture
-from .gradcam import gradcampp_weights
+from .gradcam import BASES, base_weights
 
 __all__ = ["FinerCAM", "finer_objective", "nearest_classes"]
 
-BASES = ("gradcam", "gradcampp", "layercam")
 WEIGHTINGS = ("probability", "mean")
 
 
@@ -68,8 +67,4 @@ class FinerCAM(CamMethod):
         return finer_objective(logits, targets, references, self.alpha, self.weighting)
 
     def channel_weights(self, x: LayerCapture) -> torch.Tensor:
-        if self.base == "gradcam":
-            return x.gradients.mean(dim=(2, 3))
-        if self.base == "gradcampp":
-            return gradcampp_weights(x.activations, x.gradients)
-        return x.gradients.clamp_min(0)
+        return base_weights(self.base, x.activations, x.gradients)

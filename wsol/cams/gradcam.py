@@ -39,6 +39,8 @@ __all__ = [
     "ShapleyCAM",
     "SmoothGradCAMpp",
     "XGradCAM",
+    "BASES",
+    "base_weights",
     "gradcampp_alpha",
     "gradcampp_weights",
 ]
@@ -74,6 +76,18 @@ def gradcampp_weights(
     """Grad-CAM++ channel weights ``w_k = Σ_ij α_k,ij · ReLU(g_k,ij)`` ``[B, C]``."""
     alpha = gradcampp_alpha(activations, gradients, normalize, eps)
     return (alpha * gradients.clamp_min(0)).sum(dim=(2, 3))
+
+
+BASES = ("gradcam", "gradcampp", "layercam")  # the bases Finer-CAM and RefineCAM build on
+
+
+def base_weights(base: str, activations: torch.Tensor, gradients: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """The channel (or pixel) weights of Grad-CAM, Grad-CAM++ (with ``eps``) or LayerCAM."""
+    if base == "gradcam":
+        return gradients.mean(dim=(2, 3))
+    if base == "gradcampp":
+        return gradcampp_weights(activations, gradients, eps=eps)
+    return gradients.clamp_min(0)
 
 
 @METHODS.register("gradcampp")

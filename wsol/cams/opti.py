@@ -13,7 +13,6 @@ The gradients go to ``u`` alone (the model's parameters are not touched).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import torch
@@ -22,16 +21,15 @@ import torch.nn.functional as F
 from ..errors import WsolError
 from ..schema import Range
 from . import METHODS
-from .core import CamMethod, LayerCapture, target_scores
+from .core import CamMethod, LayerCapture, ReadsPixels, target_scores
 
 __all__ = ["OptiCAM"]
 
 LOSSES = ("plain", "norm")
-_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 @METHODS.register("opticam")
-class OptiCAM(CamMethod):
+class OptiCAM(ReadsPixels, CamMethod):
     needs_grad, weighs_activations = False, False
 
     def __init__(self, model, layer, *, steps: Annotated[int, Range(0)] = 50,
@@ -41,19 +39,11 @@ class OptiCAM(CamMethod):
         if loss not in LOSSES:
             raise WsolError(f"method.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.steps, self.lr, self.loss = int(steps), float(lr), loss
-        self.given = mean is not None, std is not None
-        self.mean = tuple(map(float, mean if mean is not None else _IMAGENET[0]))
-        self.std = tuple(map(float, std if std is not None else _IMAGENET[1]))
-
-    def use_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        """The model's input normalisation (the scorer tells it; explicit ``mean`` / ``std`` options win)."""
-        self.mean = self.mean if self.given[0] else tuple(map(float, mean))
-        self.std = self.std if self.given[1] else tuple(map(float, std))
+        self._set_normalization(mean, std)
 
     def compute(self, x: LayerCapture) -> torch.Tensor:
         features = x.activations.float().clamp_min(0)
-        mean = torch.tensor(self.mean, device=x.images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.images.device).view(1, 3, 1, 1)
+        mean, std = self.statistics(x.images.device)
         pixels = x.images.float() * std + mean
         clean = target_scores(x.logits, x.targets).float()
         u = torch.full(features.shape[:2], 0.5, device=features.device, requires_grad=True)

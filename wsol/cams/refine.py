@@ -18,11 +18,10 @@ from ..models import stage_layers
 from ..schema import Range
 from . import METHODS
 from .core import CamMethod
-from .gradcam import gradcampp_weights
+from .gradcam import BASES, base_weights
 
 __all__ = ["RefineCAM"]
 
-BASES = ("gradcampp", "gradcam", "layercam")
 
 
 @METHODS.register("refinecam")
@@ -46,8 +45,4 @@ class RefineCAM(CamMethod):
         return names
 
     def channel_weights(self, x):
-        if self.base == "gradcampp":
-            return gradcampp_weights(x.activations, x.gradients, eps=self.eps)
-        if self.base == "gradcam":
-            return x.gradients.mean(dim=(2, 3))
-        return x.gradients.clamp_min(0)
+        return base_weights(self.base, x.activations, x.gradients, self.eps)
