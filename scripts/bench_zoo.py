@@ -46,6 +46,7 @@ PAIRS = (
     ("finercam", {}, "FinerCAM", "FinerCAM"),
     ("refinecam", {}, "RefineCAM", "RefineCAM"),
     ("sobel", {}, "sobel_cam", None),
+    ("fullgrad", {"normalize": "channel", "align_corners": False}, "FullGrad", None),  # pytorch-grad-cam's convention
 )
 PER_IMAGE = ("eigengradcam", "segeigencam", "kpcacam", "eigencam")  # the libraries loop over images in NumPy
 

@@ -145,7 +145,7 @@ _FAMILIES = {  # (model arguments, default layer, map size for a 224² input)
 }
 _GRADIENT = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam", "eigengradcam", "segeigencam",
              "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam", "randomcam"]
-_IMAGE_ONLY = ["sobel", "center"]  # maps of the image, at its resolution
+_IMAGE_ONLY = ["sobel", "center", "fullgrad"]  # maps at the input's resolution (FullGrad: the patch embedding's bias)
 
 
 @pytest.mark.parametrize("family", list(_FAMILIES))

@@ -191,7 +191,7 @@ def test_flat_maps_and_a_mismatched_batch_are_handled():
 
 CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
          "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam", "refinecam",
-         "reciprocam", "randomcam", "sobel", "center"]
+         "reciprocam", "randomcam", "sobel", "center", "fullgrad"]
 PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam", "opticam"]  # many passes: fewer images
 
 

@@ -131,6 +131,7 @@ def test_new_methods_default_is_the_librarys_map(rows, row, library):
         ("finercam", cl.TORCHCAM, "option"),  # alpha=0.6 weighting=mean: torchcam's gamma and plain mean
         ("refinecam, base gradcam", cl.TORCHCAM, "option"),
         ("sobel", cl.PGC, "option"),  # uint8=true: OpenCV's 8-bit arithmetic
+        ("fullgrad", cl.PGC, "option"),  # normalize=channel align_corners=false: per-channel min-max, half-pixel
         ("eigengradcam", cl.PGC, "reading"),  # pytorch-grad-cam keeps the SVD's sign
         ("gradcam, eigen_smooth", cl.PGC, "reading"),  # the first component of w_k A_k, the SVD's sign
         ("gradcamelementwise, eigen_smooth", cl.PGC, "reading"),

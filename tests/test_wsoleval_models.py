@@ -289,9 +289,9 @@ def test_config_options_belong_to_the_wsoleval_models():
 
 _CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
           "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam",
-          "refinecam", "reciprocam", "randomcam", "sobel", "center"]
+          "refinecam", "reciprocam", "randomcam", "sobel", "center", "fullgrad"]
 _PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam", "opticam"]
-_AT_INPUT_SIZE = ("sobel", "center", "groupcam")  # maps of the image, or of input-size masks
+_AT_INPUT_SIZE = ("sobel", "center", "groupcam", "fullgrad")  # maps of the image, of input-size masks or terms
 _FINER = ("refinecam",)  # the product of several stages' maps: at the finest stage's resolution
 
 

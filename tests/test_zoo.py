@@ -4,6 +4,7 @@ invariants, batch and chunk invariance, determinism, flat inputs, multi-layer fu
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -567,3 +568,81 @@ def test_aug_smooth_is_the_mean_of_six_normalised_passes():
     assert torch.equal(out.targets, plain(x).targets)  # the clean pass's targets, for every pass
     smoothed = build_method("gradcampp", net, "features", aug_smooth=True)(x, labels).maps
     assert torch.allclose(smoothed, torch.stack(expected).mean(0), atol=1e-6)
+
+
+def _biased_net(seed: int = 0) -> nn.Module:
+    """conv (bias) → BN → ReLU (in place) → conv (no bias) → BN → ReLU → max-pool → conv (bias) → ReLU → GAP → FC:
+    both kinds of bias layer, an in-place ReLU after a norm, two resolutions; BN statistics set away from 0/1."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(inplace=True),
+                        nn.Conv2d(6, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(5, 4, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.3), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.3)
+    return net.eval()
+
+
+def test_fullgrad_decomposition_is_complete():
+    """Srinivas & Fleuret §3: a ReLU network's target logit is Σ ∇ₓS ⊙ x + Σ_layers Σ ∇_z S ⊙ b (eval-mode BN's
+    bias β − μγ/√(σ²+ε); the classifier's own bias b_c is the one term the map leaves out); and the map is the
+    sum of the rescaled terms, each upsampled (hand-built here)."""
+    net, x, labels = _biased_net(), torch.randn(3, 3, 8, 8), torch.tensor([0, 2, 1])
+    cam = build_method("fullgrad", net, "0")
+    assert cam.layer_names == ["0", "1", "4", "7"]  # the biased convs and the norms, not the bias-free conv
+    logits, targets, input_term, bias_terms = cam.decompose(x, lambda _: labels)
+    total = input_term.sum((1, 2, 3)) + sum(t.sum((1, 2, 3)) for t in bias_terms) + net[-1].bias[labels]
+    assert torch.allclose(total, logits.gather(1, labels[:, None])[:, 0], atol=1e-5)
+    assert [t.shape[-1] for t in bias_terms] == [8, 8, 8, 4]
+
+    def rescaled(t):  # the authors' ψ: |t| min-max'd over each whole image, ε = 1e-6, summed over channels
+        flat = t.abs().flatten(1)
+        flat = flat - flat.min(1, keepdim=True).values
+        return (flat / (flat.max(1, keepdim=True).values + 1e-6)).view(t.shape).sum(1, keepdim=True)
+
+    expected = rescaled(input_term)[:, 0] + sum(
+        nn.functional.interpolate(rescaled(t), size=(8, 8), mode="bilinear", align_corners=True)[:, 0]
+        for t in bias_terms)
+    assert torch.allclose(cam(x, labels).maps, expected, atol=1e-6)
+
+
+def test_fullgrad_is_the_authors_code_on_the_same_inputs():
+    """idiap/fullgrad-saliency's own FullGrad.saliency (MIT, copied in tests/data/fullgrad_saliency) on the same
+    network, images and targets: the same map, unnormalised (its default ``normalize=image align_corners=true``)."""
+    import sys
+    import warnings
+
+    sys.path.insert(0, str(Path(__file__).parent / "data" / "fullgrad_saliency"))
+    try:
+        from saliency.fullgrad import FullGrad as AuthorsFullGrad
+    finally:
+        sys.path.pop(0)
+    import torchvision
+
+    torch.manual_seed(1)
+    for net in (_biased_net(1), torchvision.models.resnet18(num_classes=5).eval()):
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 2), m.bias.data.normal_(0, 0.1)
+        x, labels = torch.randn(2, 3, 64, 64), torch.tensor([2, 0])
+        ours = build_method("fullgrad", net, None)(x, labels).maps  # before its hooks, which stay on the modules
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its register_backward_hook is deprecated
+            theirs = AuthorsFullGrad(net, im_size=(3, 64, 64)).saliency(x.clone(), labels[:, None])[:, 0].detach()
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5), (ours - theirs).abs().max()
+
+
+def test_fullgrad_keeps_every_bias_layer_unfolded():
+    """A fold would merge a convolution's bias into its norm's; the CLI and wsol.evaluate fold only what the method
+    does not hook, so the folded copy gives FullGrad's map of the network itself."""
+    from wsol.api import _fast_copy
+
+    net, x, labels = _biased_net(), torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    folded, layers = _fast_copy(net, "8", True, False, 8, "fullgrad", {})
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 2
+    assert torch.equal(build_method("fullgrad", folded, layers)(x, labels).maps,
+                       build_method("fullgrad", net, "8")(x, labels).maps)
+    gradcam_copy, _ = _fast_copy(net, "8", True, False, 8, "gradcam", {})
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in gradcam_copy.modules()) == 0  # the fold is real otherwise

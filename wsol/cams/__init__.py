@@ -8,7 +8,21 @@ from ..registry import Registry
 
 METHODS: Registry = Registry("method")
 
-from . import ablation, activation, baselines, cam, eigen, finer, gradcam, group, opti, recipro, refine, score  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    ablation,
+    activation,
+    baselines,
+    cam,
+    eigen,
+    finer,
+    fullgrad,
+    gradcam,
+    group,
+    opti,
+    recipro,
+    refine,
+    score,
+)
 from .core import CamMethod, CamOutput  # noqa: E402
 
 __all__ = ["METHODS", "CamMethod", "CamOutput", "build", "build_method", "method_layers", "method_options"]

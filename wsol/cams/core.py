@@ -308,21 +308,24 @@ class CamMethod:
             return torch.as_tensor(labels).to(logits.device) if target == "gt" else logits.argmax(1)
 
         with eval_mode(self.model):
-            fused, first = self._maps(images, targets_from)
+            first = self.one_pass(images, targets_from)
+            fused = first.maps
             if self.aug_smooth:  # pytorch-grad-cam's test-time flips × brightness factors, each map min-max'd
                 maps = [minmax_normalize(fused)[0]]
                 for flip, factor in AUGMENTATIONS[1:]:
-                    augmented, _ = self._maps((images.flip(-1) if flip else images) * factor, lambda _: first.targets)
+                    augmented = self.one_pass((images.flip(-1) if flip else images) * factor,
+                                              lambda _: first.targets).maps
                     augmented = minmax_normalize(augmented)[0]
                     maps.append(augmented.flip(-1) if flip else augmented)
                 fused = torch.stack(maps).mean(0)
         return CamOutput(maps=fused.detach(), logits=first.logits, targets=first.targets)
 
-    def _maps(self, images: torch.Tensor, targets_from) -> tuple[torch.Tensor, LayerCapture]:
-        """The fused map of one pass and the first layer's capture (its logits and targets)."""
+    def one_pass(self, images: torch.Tensor, targets_from) -> CamOutput:
+        """The fused map of one pass over ``images`` (in eval mode), with its logits and targets; ``targets_from``
+        gives the targets from the logits. A method whose map is not one per layer overrides this."""
         captures = self.forward_with_captures(images, targets_from)
         with torch.no_grad():
             maps = [self.compute(x) for x in captures]
             if self.relu:
                 maps = [m.clamp_min(0) for m in maps]
-            return fuse_layer_maps(maps, self.fusion), captures[0]
+            return CamOutput(fuse_layer_maps(maps, self.fusion), captures[0].logits, captures[0].targets)
