@@ -550,7 +550,7 @@ def zoo_rows(case: Case) -> list[Comparison]:
                          pgc_scale(wsol_maps(case, "refinecam", layers, eps=1e-6), size),
                          "product of per-layer min-max maps resized to the input",
                          scale_cam_image(np.prod(per_layer, 0))))
-    # FullGrad: every bias layer (the layer is not read); pytorch-grad-cam min-maxes each channel, the authors each image
+    # FullGrad reads every bias layer, not the layer; pytorch-grad-cam min-maxes each channel, the authors each image
     rows.append(_compare("fullgrad", PGC, pgc_maps(case, "FullGrad"), pgc_scale(wsol_maps(case, "fullgrad"), size),
                          "normalize=channel align_corners=false",
                          pgc_scale(wsol_maps(case, "fullgrad", normalize="channel", align_corners=False), size)))

@@ -164,7 +164,7 @@ def evaluate(model: nn.Module, data, method: str = "gradcampp", layer: str | Seq
         scorer = ModelScorer(cam, mean, std, device, target=target, precision=precision, channels_last=channels_last)
         metrics = WSOLMetrics(protocol, image_size=facts["image_size"], overrides=overrides,
                               box_threads=box_threads(None, overlap, device.type))
-        metrics.info.update(target=target, layer="+".join(cam.layer_names), device=str(device), **facts["skips"])
+        metrics.info.update(target=target, layer=cam.layer_label, device=str(device), **facts["skips"])
         # as the CLI's loop: batch i's maps, boxes and metrics on a CPU thread while batch i + 1 is scored
         stage = InOrder(lambda i, b, s: metrics.process(i, b, s, facts["has_boxes"]), metrics.append, overlap)
         if overlap and facts["has_boxes"] and metrics.spec.engine == "fast":

@@ -231,7 +231,7 @@ def build_scoring(cfg, device: torch.device, run_dir: str | None = None) -> Scor
     scorer = ModelScorer(method, model.mean, model.std, device, target=str(cfg.eval.target),
                          precision=str(cfg.speed.precision), channels_last=channels_last,
                          cache=MapCache(os.path.dirname(store), os.path.basename(store)) if store else None)
-    return Scoring(scorer, "+".join(layers), model.num_classes, faith)
+    return Scoring(scorer, method.layer_label, model.num_classes, faith)
 
 
 def external_classes(cfg, dataset: WsolDataset, device: torch.device) -> tuple[object, str | None]:

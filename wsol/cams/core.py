@@ -234,6 +234,11 @@ class CamMethod:
         single one). Resolved before the model is folded or compiled, so that every hooked layer is kept."""
         return list(layers)
 
+    @property
+    def layer_label(self) -> str:
+        """How a run and its table name the hooked layers: their names joined by ``+``."""
+        return "+".join(self.layer_names)
+
     def _layout(self, index: int) -> Callable[[torch.Tensor], Layout]:
         """Layer ``index``'s layout, resolved from its first output and kept."""
 

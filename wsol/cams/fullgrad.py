@@ -80,6 +80,10 @@ class FullGrad(CamMethod):
             raise WsolError("fullgrad needs a Conv2d or BatchNorm2d with a bias; this model has none")
         return names
 
+    @property
+    def layer_label(self) -> str:
+        return f"bias layers ({len(self.layer_names)})"
+
     def decompose(self, images: torch.Tensor, targets_from: Callable[[torch.Tensor], torch.Tensor]):
         """The full-gradient decomposition of one pass: logits, targets, ``∇ₓS ⊙ x`` ``[B, 3, H, W]`` and each bias
         layer's ``∇_z S ⊙ b`` ``[B, C, h, w]`` (the layers the forward ran), signed, before ``ψ``."""
