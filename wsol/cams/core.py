@@ -121,11 +121,11 @@ def seeded_noise(shape: tuple[int, ...], std: float, seed: int, device: torch.de
     return (torch.randn(shape, generator=generator) * std).to(device)
 
 
-def resize_maps(maps: torch.Tensor, size) -> torch.Tensor:
-    """``[B, h, w]`` maps bilinearly resized to ``size`` (half-pixel centres, ``align_corners=False``)."""
+def resize_maps(maps: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
+    """``[B, h, w]`` maps bilinearly resized to ``size`` (half-pixel centres, unless ``align_corners``)."""
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=align_corners)[:, 0]
 
 
 def fuse_layer_maps(maps: Sequence[torch.Tensor], fusion: str = "mean") -> torch.Tensor:

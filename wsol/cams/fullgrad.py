@@ -25,12 +25,11 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WsolError
 from . import METHODS
-from .core import CamMethod, CamOutput, capture_activations
+from .core import CamMethod, CamOutput, capture_activations, resize_maps
 
 __all__ = ["FullGrad", "bias_layers", "effective_bias", "rescale_terms"]
 
@@ -109,8 +108,5 @@ class FullGrad(CamMethod):
         with torch.no_grad():
             maps = rescale_terms(input_term, self.normalize).sum(1)
             for term in bias_terms:
-                layer_map = rescale_terms(term, self.normalize).sum(1, keepdim=True)
-                if tuple(layer_map.shape[-2:]) != size:
-                    layer_map = F.interpolate(layer_map, size=size, mode="bilinear", align_corners=self.align_corners)
-                maps = maps + layer_map[:, 0]
+                maps = maps + resize_maps(rescale_terms(term, self.normalize).sum(1), size, self.align_corners)
         return CamOutput(maps.clamp_min(0) if self.relu else maps, logits, targets)
