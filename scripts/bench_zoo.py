@@ -126,8 +126,35 @@ def zoo_table(model_name: str, device: str, batch: int, size: int, timer, warmup
                      "–" if theirs_tc is None else f"{theirs_tc:,.1f}",
                      "–" if theirs_tc is None else f"{mine / theirs_tc:.2f}×"]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", decomposition_table(model, modules, layer, stages, images, labels, timer), ""]
+    lines += ["", decomposition_table(model, modules, layer, stages, images, labels, timer), "",
+              vit_table(dev, batch, size, timer), ""]
     return "\n".join(lines)
+
+
+def vit_table(dev: torch.device, batch: int, size: int, timer) -> str:
+    """LeGrad beside torchcam's on torchvision's ``vit_b_16`` (random weights, a random head), the last two blocks."""
+    import torchcam.methods
+
+    from wsol.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("vit_b_16", weights=None).module.to(dev).eval()
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision zeroes it: all-zero gradients
+    images = torch.randn(batch, 3, size, size, device=dev)
+    labels = torch.randint(0, 1000, (batch,), device=dev)
+    method = build_method("legrad", model, "encoder.layers.encoder_layer_11.ln_1")
+    with contextlib.redirect_stderr(io.StringIO()):
+        mine = timer(lambda: eval_maps(method(images, labels).maps, size), batch)[0]
+        with torchcam.methods.LeGrad(model, list(model.encoder.layers)[-2:]) as extractor:
+            def run():
+                with eval_mode(model):
+                    extractor([int(t) for t in labels], model(images))
+
+            theirs = timer(run, batch)[0]
+    return "\n".join([
+        "## A ViT method (torchvision `vit_b_16`, random weights, blocks 11 and 12; images per second)", "",
+        "| method | wsol img/s | torchcam img/s | wsol ÷ torchcam |", "| :--- | ---: | ---: | ---: |",
+        f"| legrad | {mine:,.1f} | {theirs:,.1f} | {mine / theirs:.2f}× |"])
 
 
 def decomposition_table(model, modules, layer, stages, images, labels, timer) -> str:

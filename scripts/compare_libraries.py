@@ -562,8 +562,61 @@ def zoo_rows(case: Case) -> list[Comparison]:
     return rows
 
 
+
+def tiny_vit(size: int, classes: int = 10, seed: int = 0):
+    """A seeded torchvision ``VisionTransformer`` (16-px patches, 3 blocks of width 32, 2 heads) with a random
+    head (torchvision zeroes it), and the timm ``VisionTransformer`` holding the same weights."""
+    import timm
+    import torchvision
+
+    torch.manual_seed(seed)
+    vit = torchvision.models.VisionTransformer(size, 16, num_layers=3, num_heads=2, hidden_dim=32, mlp_dim=64,
+                                               num_classes=classes).eval()
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.5)
+    same = timm.models.vision_transformer.VisionTransformer(img_size=size, patch_size=16, embed_dim=32, depth=3,
+                                                            num_heads=2, mlp_ratio=2, num_classes=classes).eval()
+    weights = {"patch_embed.proj": vit.conv_proj, "norm": vit.encoder.ln, "head": vit.heads.head}
+    state = {"cls_token": vit.class_token, "pos_embed": vit.encoder.pos_embedding}
+    for i, block in enumerate(vit.encoder.layers):
+        weights.update({f"blocks.{i}.norm1": block.ln_1, f"blocks.{i}.norm2": block.ln_2,
+                        f"blocks.{i}.attn.proj": block.self_attention.out_proj, f"blocks.{i}.mlp.fc1": block.mlp[0],
+                        f"blocks.{i}.mlp.fc2": block.mlp[3]})
+        state[f"blocks.{i}.attn.qkv.weight"] = block.self_attention.in_proj_weight
+        state[f"blocks.{i}.attn.qkv.bias"] = block.self_attention.in_proj_bias
+    state.update({f"{name}.{p}": getattr(m, p) for name, m in weights.items() for p in ("weight", "bias")})
+    same.load_state_dict(state)
+    return vit, same
+
+
+def vit_rows(case: Case) -> list[Comparison]:
+    """LeGrad (a ViT method) against torchcam's on :func:`tiny_vit` at ``case``'s images, targets taken modulo its
+    classes: torchvision's model, and timm's with the same weights (wsol's timm path; torchcam reads only
+    torchvision's ``self_attention``)."""
+    import torchcam.methods
+
+    vit, same = tiny_vit(case.size[0])
+    targets = case.targets % 10
+    with eval_mode(vit), torchcam.methods.LeGrad(vit, list(vit.encoder.layers)[-2:]) as extractor:
+        library = extractor([int(t) for t in targets], vit(case.images.clone()))[0].detach()
+    rows = []
+    for label, model, layer in (("legrad", vit, "encoder.layers.encoder_layer_2.ln_1"),
+                                ("legrad, timm ViT", same, "blocks.2.norm1")):
+        mine = build_method("legrad", model, layer)(case.images, targets).maps
+        rows.append(_compare(label, TORCHCAM, library, mine, note="blocks 2 and 3 of 3"))
+    # torchcam's score_projection reading the class token instead of the mean of all tokens
+    with eval_mode(vit), torchcam.methods.LeGrad(vit, list(vit.encoder.layers)[-2:], score_projection=lambda t: (
+            vit.heads(vit.encoder.ln(t[:, 0])))) as extractor:
+        library = extractor([int(t) for t in targets], vit(case.images.clone()))[0].detach()
+    layer = "encoder.layers.encoder_layer_2.ln_1"
+    rows.append(_compare("legrad, class-token readout", TORCHCAM, library,
+                         build_method("legrad", vit, layer)(case.images, targets).maps, "pool=token",
+                         build_method("legrad", vit, layer, pool="token")(case.images, targets).maps,
+                         note="torchcam's score_projection=heads(ln(t[:, 0]))"))
+    return rows
+
+
 ALL_ROWS: tuple[Callable[[Case], list[Comparison]], ...] = (
-    cam_rows, gradient_rows, score_rows, eigen_rows, ablation_rows, fusion_rows, inplace_rows, zoo_rows,
+    cam_rows, gradient_rows, score_rows, eigen_rows, ablation_rows, fusion_rows, inplace_rows, zoo_rows, vit_rows,
 )
 
 
@@ -687,18 +740,20 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--samples", type=int, default=4, help="noise / integration samples of the stochastic rows")
     parser.add_argument("--out", default="results/conventions")
     parser.add_argument("--zoo", action="store_true",
-                        help="only the rows of the methods the libraries added (zoo_rows), to <out>/libraries_zoo.md")
+                        help="only the rows of the methods the libraries added (zoo_rows, vit_rows), to "
+                             "<out>/libraries_zoo.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     case = resnet18_case(args.size, args.images, args.samples)
-    rows = run_all(case, (zoo_rows,) if args.zoo else ALL_ROWS)
+    rows = run_all(case, (zoo_rows, vit_rows) if args.zoo else ALL_ROWS)
     header = (
         f"# wsol vs {PGC} {version('grad-cam')} and {TORCHCAM} {version('torchcam')}\n\n"
         f"`python scripts/compare_libraries.py{' --zoo' if args.zoo else ''} --size {args.size} --images "
         f"{args.images} --samples {args.samples}`: "
         f"random-weight ResNet-18 (seed 0) at `layer4`, {args.images} demo images at {args.size}²; targets: the "
         "first image's top class (S > 0), the last image's lowest-scoring class (S < 0), the others' own classes. "
-        "r = Pearson correlation of the library's maps with wsol's, worst image; 1.0000000 = the same map."
+        "r = Pearson correlation of the library's maps with wsol's, worst image; 1.0000000 = the same map. The LeGrad "
+        "rows: a seeded 3-block ViT (`tiny_vit`) on the same images, targets modulo its 10 classes."
     )
     text = markdown(rows, header, differences=args.zoo)
     os.makedirs(args.out, exist_ok=True)

@@ -146,6 +146,7 @@ _FAMILIES = {  # (model arguments, default layer, map size for a 224² input)
 _GRADIENT = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam", "eigengradcam", "segeigencam",
              "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam", "randomcam"]
 _IMAGE_ONLY = ["sobel", "center", "fullgrad"]  # maps at the input's resolution (FullGrad: the patch embedding's bias)
+_ATTENTION = ["legrad"]  # reads the blocks' attention probabilities: ViTs, not Swin's windowed stages
 
 
 @pytest.mark.parametrize("family", list(_FAMILIES))
@@ -163,6 +164,13 @@ def test_transformer_families_find_their_layer_and_run_the_gradient_family(famil
         assert out.maps.std() > 0, name
     for name in _IMAGE_ONLY:
         assert build_method(name, model.module, layer)(images, labels).maps.shape == (1, 224, 224), name
+    for name in _ATTENTION:
+        if "swin" in family:
+            with pytest.raises(WsolError, match="legrad reads"):
+                build_method(name, model.module, layer)(images, labels)
+        else:
+            out = build_method(name, model.module, layer)(images, labels)
+            assert out.maps.shape == (1, side, side) and out.maps.std() > 0, name
     if family.startswith("timm deit"):  # ViT-ReciproCAM: one tail pass per patch token (196), the class token kept
         recipro = build_method("reciprocam", model.module, layer)(images, labels).maps
         assert recipro.shape == (1, side, side) and recipro.std() > 0 and (recipro <= 1).all()
@@ -195,8 +203,8 @@ def test_every_perturbation_method_runs_on_a_vit():
 
 def test_the_method_lists_cover_the_registry():
     others = ["cam", "refinecam", "reciprocam", "scorecam", "sscam", "iscam", "ablationcam", "groupcam",
-              "opticam", "smoothgradcampp"]
-    assert sorted([*_GRADIENT, *_IMAGE_ONLY, *others]) == sorted(METHODS.names())
+              "opticam", "smoothgradcampp", "polycam"]  # Poly-CAM on a ViT: tests/test_zoo.py
+    assert sorted([*_GRADIENT, *_IMAGE_ONLY, *_ATTENTION, *others]) == sorted(METHODS.names())
 
 
 def test_timm_models_use_their_own_normalisation_and_class_count():

@@ -118,6 +118,8 @@ def _parity(c: cl.Comparison, kind: str) -> None:
         ("shapleycam at layer4, SiLU network", cl.PGC),
         ("shapleycam at layer3, SiLU network", cl.PGC),  # the Hessian term is not zero here
         ("finercam", cl.PGC),  # probability-weighted references, α = 1: the authors' code
+        ("legrad", cl.TORCHCAM),  # torchvision's ViT, the last two blocks
+        ("legrad, timm ViT", cl.TORCHCAM),  # timm's ViT with the same weights against torchcam on torchvision's
     ],
 )
 def test_new_methods_default_is_the_librarys_map(rows, row, library):
@@ -132,6 +134,7 @@ def test_new_methods_default_is_the_librarys_map(rows, row, library):
         ("refinecam, base gradcam", cl.TORCHCAM, "option"),
         ("sobel", cl.PGC, "option"),  # uint8=true: OpenCV's 8-bit arithmetic
         ("fullgrad", cl.PGC, "option"),  # normalize=channel align_corners=false: per-channel min-max, half-pixel
+        ("legrad, class-token readout", cl.TORCHCAM, "option"),  # pool=token: the classifier's own readout
         ("eigengradcam", cl.PGC, "reading"),  # pytorch-grad-cam keeps the SVD's sign
         ("gradcam, eigen_smooth", cl.PGC, "reading"),  # the first component of w_k A_k, the SVD's sign
         ("gradcamelementwise, eigen_smooth", cl.PGC, "reading"),

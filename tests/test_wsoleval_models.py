@@ -290,19 +290,21 @@ def test_config_options_belong_to_the_wsoleval_models():
 _CHEAP = ["cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "hirescam", "eigencam",
           "eigengradcam", "segeigencam", "kpcacam", "fem", "gradcamelementwise", "shapleycam", "finercam",
           "refinecam", "reciprocam", "randomcam", "sobel", "center", "fullgrad"]
-_PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam", "opticam"]
+_PERTURBING = ["scorecam", "sscam", "iscam", "ablationcam", "groupcam", "opticam", "polycam"]
+_VIT_ONLY = ["legrad"]  # attention probabilities: these CNNs have none (a one-line error, tested below)
 _AT_INPUT_SIZE = ("sobel", "center", "groupcam", "fullgrad")  # maps of the image, of input-size masks or terms
-_FINER = ("refinecam",)  # the product of several stages' maps: at the finest stage's resolution
+_FINER = ("refinecam", "polycam")  # the product of several stages' maps: at the finest stage's resolution
 
 
 def test_the_method_lists_cover_the_registry():
-    assert sorted(_CHEAP + _PERTURBING) == sorted(METHODS.names())
+    assert sorted(_CHEAP + _PERTURBING + _VIT_ONLY) == sorted(METHODS.names())
 
 
 def _run(key: str, method: str, size: int):
     model = _seeded(key, classes=10)
     options = {"num_samples": 1} if method in ("sscam", "iscam", "smoothgradcampp") else {}
     options = {"steps": 2} if method == "opticam" else options
+    options = {"stages": 2} if method == "polycam" else options  # two stages: one masked forward per channel of each
     out = build_method(method, model, [default_layer(model)], **options)(_images(size, n=1), torch.tensor([4]))
     assert out.maps.shape[0] == 1 and torch.isfinite(out.maps).all()
     layer_size = model_output_size(model, size)
@@ -326,10 +328,19 @@ def test_every_gradient_and_activation_method_runs_at_the_default_layer(key):
         _run(key, method, 64 if "inception" not in key else 96)
 
 
+def test_a_vit_method_on_these_cnns_is_a_one_line_error():
+    model = _seeded("vgg16/cam", classes=10)
+    for method in _VIT_ONLY:
+        with pytest.raises(WsolError, match="legrad reads transformer blocks"):
+            build_method(method, model, [default_layer(model)])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["vgg16/acol", "resnet50/spg", "inception_v3/adl"])
 def test_every_perturbation_method_runs_at_the_default_layer(key):
     for method in _PERTURBING:
+        if method == "polycam" and not key.startswith("vgg16"):
+            continue  # a masked forward per channel of every stage: once is enough for a smoke test
         _run(key, method, 32 if "inception" not in key else 64)
 
 

@@ -19,7 +19,8 @@ from wsol.cams.perturb import activation_masks, chunk_size, forward_bytes
 from wsol.errors import WsolError
 from wsol.ops import minmax_normalize
 
-ALL = METHODS.names()
+TRANSFORMER_ONLY = ("legrad",)  # reads attention probabilities: tested on ViTs below
+ALL = [name for name in METHODS.names() if name not in TRANSFORMER_ONLY]
 PIXEL_BASELINES = ("sobel", "center")  # maps of the image alone: the layer is not read
 
 
@@ -646,3 +647,178 @@ def test_fullgrad_keeps_every_bias_layer_unfolded():
                        build_method("fullgrad", net, "8")(x, labels).maps)
     gradcam_copy, _ = _fast_copy(net, "8", True, False, 8, "gradcam", {})
     assert sum(isinstance(m, nn.BatchNorm2d) for m in gradcam_copy.modules()) == 0  # the fold is real otherwise
+
+
+# --- LeGrad (ViTs; parity with torchcam's, on torchvision's and timm's ViTs: tests/test_libraries.py) ------------
+
+
+class _AttentionBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, 1, batch_first=True)
+
+    def forward(self, x):
+        return x + self.attn(x, x, x, need_weights=False)[0]
+
+
+class _TokenNet(nn.Module):
+    """Pixels as tokens (no prefix) → two residual attention blocks → mean over tokens → Linear."""
+
+    def __init__(self, dim: int = 3, classes: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.Sequential(_AttentionBlock(dim), _AttentionBlock(dim))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, images):
+        return self.head(self.blocks(images.flatten(2).transpose(1, 2)).mean(1))
+
+
+def _tiny_timm_vit(**kwargs) -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=3, num_heads=2, num_classes=4,
+                             **kwargs).eval()
+
+
+def test_legrad_hand_values_with_a_linear_readout():
+    """``x + W_o(A V)`` read by ``s = w · mean_q(tokens)``: ``∂s_c/∂A_qk = w_cᵀ W_o V_k / N`` for every query q,
+    so each block's map is ``ReLU(w_cᵀ W_o V_k) / N`` (``V_k = W_v x_k + b_v``, x the block's input), and LeGrad's
+    map is the blocks' mean. The MultiheadAttention's own output is unchanged by the rebuild."""
+    from wsol.cams.legrad import LeGrad
+
+    class LinearReadout(LeGrad):
+        def readout(self, pooled):
+            return self.model.head(pooled)
+
+    net, x, labels = _TokenNet().eval(), torch.randn(2, 3, 4, 4), torch.tensor([1, 3])
+    with pytest.raises(WsolError, match="override readout"):
+        build_method("legrad", net, "blocks.1")
+    out = LinearReadout(net, "blocks.1")(x, labels)
+    assert torch.allclose(out.logits, net(x), atol=1e-6)
+    expected, tokens = [], x.flatten(2).transpose(1, 2)
+    for block in net.blocks:
+        attn, dim = block.attn, tokens.shape[-1]
+        values = tokens @ attn.in_proj_weight[2 * dim:].T + attn.in_proj_bias[2 * dim:]
+        weight = net.head.weight[labels] @ attn.out_proj.weight  # w_cᵀ W_o  [B, dim]
+        expected.append(torch.einsum("bd,bkd->bk", weight, values).clamp_min(0) / tokens.shape[1])
+        tokens = block(tokens)
+    assert torch.allclose(out.maps, torch.stack(expected).mean(0).view(2, 4, 4), atol=1e-6)
+
+
+def test_legrad_reads_its_blocks_and_leaves_the_model_as_it_was():
+    vit = _tiny_timm_vit(reg_tokens=2)  # a class token and two registers: three prefix keys dropped
+    x, labels = torch.randn(3, 3, 32, 32), torch.tensor([0, 3, 1])
+    assert build_method("legrad", vit, "blocks.2.norm1").layer_names == ["blocks.1", "blocks.2"]  # the authors' −2
+    assert build_method("legrad", vit, "blocks.2", blocks=9).layer_names == ["blocks.0", "blocks.1", "blocks.2"]
+    assert build_method("legrad", vit, ["blocks.0.mlp", "blocks.2"]).layer_names == ["blocks.0", "blocks.2"]
+    hooked = METHODS.get("legrad").target_layers(vit, ["blocks.2.norm1"])  # what the CLI keeps eager, then builds
+    assert hooked[:2] == ["blocks.1", "blocks.2"] and "blocks.2.attn.attn_drop" in hooked
+    assert build_method("legrad", vit, hooked).layer_names == ["blocks.1", "blocks.2"]
+    method = build_method("legrad", vit, "blocks.2.norm1")
+    out = method(x, labels)
+    assert out.maps.shape == (3, 4, 4) and (out.maps >= 0).all() and out.maps.std() > 0
+    assert torch.allclose(out.logits, vit(x), atol=1e-6) and all(b.attn.fused_attn for b in vit.blocks)
+    assert not any(b.attn.attn_drop._forward_hooks for b in vit.blocks)
+    for i in range(3):
+        assert torch.allclose(method(x[i:i + 1], labels[i:i + 1]).maps[0], out.maps[i], atol=1e-6)
+    assert torch.equal(method(x, labels).maps, out.maps)
+    assert not torch.allclose(build_method("legrad", vit, "blocks.2", pool="token")(x, labels).maps, out.maps)
+    with pytest.raises(WsolError, match="legrad reads transformer blocks"):
+        build_method("legrad", ToyCamNet(), "features")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_legrad_cpu_and_gpu_agree():
+    vit, x, labels = _tiny_timm_vit(), torch.randn(3, 3, 32, 32), torch.tensor([0, 3, 1])
+    cpu = build_method("legrad", vit, "blocks.2")(x, labels).maps
+    gpu = build_method("legrad", vit.cuda(), "blocks.2")(x.cuda(), labels.cuda()).maps.cpu()
+    assert torch.allclose(minmax_normalize(cpu)[0], minmax_normalize(gpu)[0], atol=1e-4)
+
+
+# --- Poly-CAM (neither library has it; the authors' aenglebert/polycam has no licence to copy it here) -----------
+
+
+def _two_stage_net(head_scale: float = 1.0) -> nn.Module:
+    """conv → ReLU (8×8, ``1``) → max-pool → conv → ReLU (4×4, ``4``) → GAP → FC, seeded; ``head_scale=0``: the
+    logits are the FC bias whatever the input."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3, padding=1),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
+    net[-1].weight.data.mul_(head_scale)
+    return net.eval()
+
+
+def test_polycam_robust_normalisation_and_lnorm_hand_values():
+    from wsol.cams.poly import local_normalize, robust_normalize
+
+    ramp = torch.arange(1001.0).view(1, 7, 143)  # quantiles 1 and 999 of 0…1000 (linear interpolation)
+    expected = ((ramp - 1) / 999).clamp(0, 1)
+    assert torch.allclose(robust_normalize(ramp), expected)  # divided by the upper quantile, not the range
+    assert torch.equal(robust_normalize(torch.zeros(1, 3, 3)), torch.zeros(1, 3, 3))
+    flat = torch.full((1, 4, 4), 3.0)
+    assert torch.allclose(local_normalize(flat, (2, 2)), torch.ones(1, 4, 4))  # no local contrast: all ones
+    blocks = torch.tensor([[1.0, 3.0], [2.0, 6.0]]).repeat_interleave(2, 0).repeat_interleave(2, 1)[None]
+    # downsampling 4×4 → 2×2 with half-pixel centres averages each 2×2 block: a piecewise-constant map divides
+    # by the bilinear spread of its block means (the corners, where no neighbour mixes in, are exactly 1)
+    normalised = local_normalize(blocks, (2, 2))
+    assert torch.allclose(normalised[0, [0, 0, -1, -1], [0, -1, 0, -1]], torch.ones(4))
+
+
+def test_polycam_with_a_constant_classifier_is_the_product_of_uniformly_weighted_maps():
+    """The logits do not depend on the input: every masked probability is p = softmax(b)_c, so PCAM+ weighs every
+    channel p, PCAM± p + p − p = p and PCAM− ReLU(p − p) = 0; the map is the paper's recursion over the layers'
+    channel sums: P = ReLU(LNorm(M₁) ⊙ U(M₄)), M = ReLU(p Σ_k A_k), then the robust normalisation."""
+    from wsol.cams.core import capture_activations
+    from wsol.cams.poly import local_normalize, robust_normalize
+
+    net, x, labels = _two_stage_net(head_scale=0.0), torch.randn(2, 3, 8, 8), torch.tensor([2, 0])
+    p = net[-1].bias.softmax(0)[labels][:, None, None]
+    with torch.no_grad(), capture_activations(net[1]) as early, capture_activations(net[4]) as late:
+        net(x)
+    coarse = (p * late["activations"].sum(1)).clamp_min(0)
+    fine = local_normalize((p * early["activations"].sum(1)).clamp_min(0), (4, 4))
+    upsampled = nn.functional.interpolate(coarse[:, None], size=(8, 8), mode="bilinear")[:, 0]
+    expected = robust_normalize((fine * upsampled).clamp_min(0))
+    for variant in ("plus", "plusminus"):
+        maps = build_method("polycam", net, ["1", "4"], variant=variant)(x, labels).maps
+        assert torch.allclose(maps, expected, atol=1e-5), variant
+    assert (build_method("polycam", net, ["1", "4"], variant="minus")(x, labels).maps == 0).all()
+    without = build_method("polycam", net, ["1", "4"], lnorm=False)(x, labels).maps
+    plain = robust_normalize((p * early["activations"].sum(1)).clamp_min(0) * upsampled)
+    assert torch.allclose(without, plain, atol=1e-5)
+
+
+def test_polycam_weights_are_the_masked_inputs_probabilities():
+    """Each channel's PCAM± weight is p(X ∘ H_k) + p(X) − p(X ∘ (1 − H_k)) (ReLU'd), H_k the robustly normalised
+    map upsampled to the input: checked one masked forward at a time, and the layers are the stages' ends."""
+    from wsol.cams.core import LayerCapture, capture_activations
+    from wsol.cams.poly import robust_normalize
+
+    net, x, labels = _two_stage_net(), torch.randn(2, 3, 8, 8), torch.tensor([2, 0])
+    method = build_method("polycam", net, "4", memory_budget_mb=1e-6)  # one masked input per forward
+    assert method.layer_names == ["1", "4"]
+    with torch.no_grad(), capture_activations(net[4]) as store:
+        logits = net(x)
+    capture = LayerCapture(net[4], x, store["activations"], None, logits, labels)
+    weights = method.channel_weights(capture)
+    prob = lambda image, b: net(image[None]).softmax(1)[0, labels[b]]  # noqa: E731
+    for b in range(2):
+        for k in range(5):
+            mask = nn.functional.interpolate(robust_normalize(store["activations"][b, k])[None, None], size=(8, 8),
+                                             mode="bilinear")[0]
+            expected = prob(x[b] * mask, b) + prob(x[b], b) - prob(x[b] * (1 - mask), b)
+            active = bool(store["activations"][b, k].ne(0).any())
+            assert torch.isclose(weights[b, k], expected.clamp_min(0) if active else torch.tensor(0.0), atol=1e-6)
+    batch = method(x, labels).maps
+    assert batch.shape == (2, 8, 8) and torch.allclose(method(x[1:], labels[1:]).maps[0], batch[1], atol=1e-6)
+
+
+def test_polycam_runs_on_a_vits_token_grid():
+    """One token grid, so one layer: PCAM± at a ViT block is its masked-score map, robustly normalised."""
+    vit, x, labels = _tiny_timm_vit(dynamic_img_size=True), torch.randn(2, 3, 32, 32), torch.tensor([0, 3])
+    method = build_method("polycam", vit, "blocks.2.norm1")  # its stage search probes a 224² input
+    maps = method(x, labels).maps
+    assert method.layer_names == ["blocks.2.norm1"] and maps.shape == (2, 4, 4)
+    assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1 and maps.std() > 0
