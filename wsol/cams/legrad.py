@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WsolError
+from ..models import find_layer
 from ..schema import Range
 from . import METHODS
 from .core import CamMethod, CamOutput, resize_maps, target_scores
-from .layout import resolve_layout, token_grid
+from .layout import token_grid
 
 __all__ = ["LeGrad", "attention_of", "attention_probabilities", "transformer_blocks", "vit_readout"]
 
@@ -58,8 +59,7 @@ def transformer_blocks(model: nn.Module, layers: list[str], count: int = 2) -> l
     modules = dict(model.named_modules())
     blocks = []
     for layer in layers:
-        if layer not in modules:
-            raise WsolError(f"no layer {layer!r} in the model")
+        find_layer(model, layer)  # an unknown name: the error with close names
         parts = layer.split(".")
         block = next((name for name in (".".join(parts[:i]) for i in range(len(parts), 0, -1))
                       if not _is_attention(modules[name]) and attention_of(modules[name]) is not None), None)
@@ -222,8 +222,8 @@ class LeGrad(CamMethod):
                 grads = torch.autograd.grad(score, [p["probabilities"] for p in probabilities])
         with torch.no_grad():
             maps = []
-            for i, (block, t, g) in enumerate(zip(self.layers, tokens, grads, strict=True)):
-                layout = self._layouts.setdefault(i, resolve_layout(self.model, block, t, self.layout_request))
+            for i, (t, g) in enumerate(zip(tokens, grads, strict=True)):
+                layout = self._layout(i)(t)
                 prefix, h, w = token_grid(g.shape[-1], hw, layout.prefix, layout.grid)
                 relevance = g.float().clamp_min(0).mean((1, 2))[:, prefix:]  # heads, queries → [B, keys]
                 maps.append(relevance.reshape(len(relevance), h, w))

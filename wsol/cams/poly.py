@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import WsolError
 from ..models import stage_layers
@@ -97,8 +96,7 @@ class PolyCAM(CamMethod):
         chunk = chunk_size(self.model, x.images, self.memory_budget_mb)
         for index in chunked(len(pairs), chunk, normalized.device):
             b, k = pairs[index].unbind(1)
-            masks = F.interpolate(normalized[b, k][:, None], size=tuple(x.images.shape[-2:]), mode="bilinear",
-                                  align_corners=False)
+            masks = resize_maps(normalized[b, k], x.images.shape[-2:])[:, None]
             masks = 1 - masks if inverted else masks
             logits = self.model(x.images[b] * masks.to(x.images.dtype))
             scores[b, k] = target_scores(logits, x.targets[b], "probability").float()
