@@ -210,6 +210,9 @@ class EvalConfig:
     predictions: str | None = None  # or from a file: image id → top-5 classes (CSV id,c1,…,c5 or JSON {id: [c1, …]})
     faithfulness: list[str] = field(default_factory=list)  # opt-in: average_drop, increase_in_confidence, deletion,
     # insertion, road (perturbation.* says how)
+    # opt-in metrics of later papers' code, beside the protocol's: top1_maxboxacc (with top-5 and the V2 parts),
+    # loc_errors (TS-CAM's top-1 error decomposition), piou (pixel IoU from PxAP's histograms); docs/protocols.md
+    extra: list[str] = field(default_factory=list)
     # resamples of the images for 95 % intervals (0: none); seconds even at ImageNet size
     bootstrap: int = setting(1000, range=Range(0))
     # the resamples' seed: runs on the same images draw the same resamples (paired)
@@ -664,6 +667,12 @@ def validate(cfg: DictConfig) -> None:
             raise WsolError(f"eval.faithfulness: unknown metric {unknown[0]}; valid: {', '.join(METRICS)}")
         if cfg.method.name == "from_files":
             raise WsolError("eval.faithfulness needs the model that made the maps (not method=from_files)")
+    if cfg.eval.extra:
+        from .metrics.extra import EXTRA_METRICS
+
+        unknown = [m for m in cfg.eval.extra if m not in EXTRA_METRICS]
+        if unknown:
+            raise WsolError(f"eval.extra: unknown metric {unknown[0]}; valid: {', '.join(EXTRA_METRICS)}")
     if len(loc.empty_box) != 4:
         raise WsolError(f"localize.empty_box must be 4 numbers x0, y0, x1, y1, got {list(loc.empty_box)}")
     if cfg.eval.bootstrap < 0 or cfg.eval.bootstrap == 1:

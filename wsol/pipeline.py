@@ -97,6 +97,7 @@ class Evaluation:
             "classes_from": self.classes_from,
             "bootstrap": {"resamples": int(cfg.eval.bootstrap), "seed": int(cfg.eval.bootstrap_seed)},
             "pxap_interval": spec.pxap_interval,
+            "extra": list(spec.extra),
             "has_boxes": dataset.has_boxes,
             "has_masks": dataset.has_masks,
             "dataset_skipped": dict(dataset.skipped),

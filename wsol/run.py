@@ -28,6 +28,7 @@ from .errors import WsolError
 from .extras import EXTRAS, require
 from .io import atomic_write_text
 from .keys import run_fingerprint
+from .metrics.extra import TABLE_KEYS
 from .models import model_label
 from .pipeline import EvalResult, evaluate
 from .report import write_run
@@ -47,6 +48,7 @@ def write_outputs(run_dir: str, config: dict, result: EvalResult, overrides: lis
     columns = list(table["columns"]) if table.get("columns") else None
     if columns is not None:  # opt-in metrics join the protocol's columns
         columns += [k for k in config["eval"].get("faithfulness") or [] if k not in columns]
+        columns += [k for name in config["eval"].get("extra") or [] for k in TABLE_KEYS[name] if k not in columns]
     protocol, changed = protocol_label(config)
     summary = {
         "protocol": protocol,

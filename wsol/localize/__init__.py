@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .regions import BOX_RULES, box_iou, level_boxes, region_boxes
+from .regions import BOX_RULES, box_iou, box_overlaps, level_boxes, region_boxes
 from .sweep import SweepResult, reference_sweep_boxes, sweep_boxes
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ENGINES",
     "SweepResult",
     "box_iou",
+    "box_overlaps",
     "level_boxes",
     "localize",
     "region_boxes",

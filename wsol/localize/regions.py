@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BOX_RULES", "EMPTY_BOX", "box_iou", "component_boxes", "contour_boxes", "region_boxes", "level_boxes"]
+__all__ = ["BOX_RULES", "EMPTY_BOX", "box_iou", "box_overlaps", "component_boxes", "contour_boxes", "region_boxes",
+           "level_boxes"]
 
 EMPTY_BOX = np.zeros((1, 4), dtype=np.int64)
 
@@ -90,6 +91,13 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
     Empty inputs give an empty ``[..., M, K]`` array.
     """
+    inter, area_a, area_b = box_overlaps(boxes_a, boxes_b)
+    return inter / (area_a + area_b - inter)
+
+
+def box_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(intersection, area_a, area_b)``, each ``[..., M, K]``, of boxes ``[..., M, 4]`` and ``[..., K, 4]`` with
+    the inclusive convention of :func:`box_iou` (float64; IoG and IoB are ``inter / area_b``, ``inter / area_a``)."""
     a, b = (np.asarray(x, dtype=np.float64) for x in (boxes_a, boxes_b))
     a, b = (x.reshape(-1, 4) if x.ndim < 2 else x for x in (a, b))
     a, b = a[..., :, None, :], b[..., None, :, :]
@@ -98,4 +106,4 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
     area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    return inter / (area_a + area_b - inter)
+    return inter, np.broadcast_to(area_a, inter.shape), np.broadcast_to(area_b, inter.shape)

@@ -26,6 +26,7 @@ import numpy as np
 from ..localize import SweepResult, box_iou, threshold_levels
 from ..localize.sweep import sweep_levels
 from .bootstrap import weighted_sums
+from .extra import resampled_class_max
 
 __all__ = ["BoxAccumulator", "BoxRecords", "MODES", "resampled_box_metrics"]
 
@@ -234,26 +235,34 @@ class BoxAccumulator:
             del out["top1_loc"], out["top5_loc"]
         return {k: float(v) for k, v in out.items()}
 
-    def image_hits(self):
+    def image_hits(self, class_parts: bool = False):
         """Per batch, each image's hits ``[B, (D + 3)·T]`` (bool), threshold-major blocks: with the largest region
-        at δ = 50, with all regions at each δ, then the top-1 and top-5 hits (largest region, δ = 50). Recomputed
-        from the records, bit for bit the counts' hits."""
+        at δ = 50, with all regions at each δ, then the top-1 and top-5 hits (largest region, δ = 50); with
+        ``class_parts`` also the top-1, then the top-5 hits with all regions at each δ (``[B, (3D + 3)·T]``, the
+        top-k MaxBoxAccV2 of :mod:`.extra`). Recomputed from the records, bit for bit the counts' hits."""
         delta = np.array(self.deltas, dtype=np.float64) / 100
         for records in self.records:
             (iou_largest, iou_all), index = records.ious(self.thresholds), records.levels(self.thresholds)[1]
             largest = iou_largest[index] >= 0.5  # [B, T]
             every = iou_all[index][:, :, None] >= delta  # [B, T, D]
             class_hit = iou_largest[index] > 0.5 if self.strict_class_loc else largest
-            yield np.concatenate([
-                largest, every.transpose(0, 2, 1).reshape(len(index), -1),
-                class_hit & records.top1[:, None], class_hit & records.top5[:, None],
-            ], axis=1)
+            blocks = [largest, every.transpose(0, 2, 1).reshape(len(index), -1),
+                      class_hit & records.top1[:, None], class_hit & records.top5[:, None]]
+            if class_parts:
+                every_class = iou_all[index][:, :, None] > delta if self.strict_class_loc else every
+                every_class = every_class.transpose(0, 2, 1).reshape(len(index), -1)
+                blocks += [every_class & records.top1[:, None], every_class & records.top5[:, None]]
+            yield np.concatenate(blocks, axis=1)
 
-    def bootstrap(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+    def bootstrap(self, weights: np.ndarray, class_parts: bool = False) -> dict[str, np.ndarray]:
         """Every metric of :meth:`compute` for each resample (``weights [R, n]``, :mod:`.bootstrap`), the thresholds
-        chosen again inside each resample (:func:`resampled_box_metrics`)."""
-        sums = weighted_sums(weights, self.image_hits())
-        return resampled_box_metrics(sums, len(self.thresholds), self.deltas, self.count, self.has_classes)
+        chosen again inside each resample (:func:`resampled_box_metrics`); with ``class_parts`` (and classes) also
+        the top-k MaxBoxAcc of :func:`wsol.metrics.extra.class_max_box_acc`."""
+        sums = weighted_sums(weights, self.image_hits(class_parts and self.has_classes))
+        out = resampled_box_metrics(sums, len(self.thresholds), self.deltas, self.count, self.has_classes)
+        if class_parts and self.has_classes:
+            out.update(resampled_class_max(sums, len(self.thresholds), self.deltas, self.count))
+        return out
 
     def curves(self) -> list[dict[str, float]]:
         """BoxAcc (GT-known) for every threshold, mode and δ, as rows."""

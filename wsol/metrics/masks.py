@@ -16,6 +16,7 @@ import numpy as np
 
 from ..localize import sweep_thresholds
 from .bootstrap import weighted_sums
+from .extra import pixel_iou
 
 __all__ = ["PxAPAccumulator", "image_histograms", "pxap_of"]
 
@@ -86,8 +87,15 @@ class PxAPAccumulator:
         defined = ~np.isnan(precision[1:])
         return float(100.0 * (precision[1:] * np.diff(recall))[defined].sum())
 
-    def bootstrap(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        """PxAP of each resample (``weights [R, n]``): the resample's histograms are the weighted sums of the
-        images'."""
+    def piou(self) -> dict[str, float]:
+        """``piou_max`` and ``piou_mean`` in percent (:func:`wsol.metrics.extra.pixel_iou`)."""
+        return {k: float(v) for k, v in pixel_iou(self.fg_hist, self.bg_hist).items()}
+
+    def bootstrap(self, weights: np.ndarray, piou: bool = False) -> dict[str, np.ndarray]:
+        """PxAP (and with ``piou`` the pixel IoUs) of each resample (``weights [R, n]``): the resample's histograms
+        are the weighted sums of the images'."""
         fg, bg = weighted_sums(weights, self.image_fg), weighted_sums(weights, self.image_bg)
-        return {"pxap": pxap_of(fg, bg)}
+        out = {"pxap": pxap_of(fg, bg)}
+        if piou:
+            out.update(pixel_iou(fg, bg))
+        return out

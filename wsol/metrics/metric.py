@@ -75,7 +75,7 @@ class WSOLMetrics:
     the GT classes and the classifier's top-5 ``[B, k]`` (both: top-1 / top-5 loc and classification), masks
     ``[B, S, S]`` (0 background, 1 foreground, 255 ignored: PxAP). ``compute()`` gives the CLI's
     ``metrics.json`` numbers: ``maxboxacc_v2``, ``maxboxacc_v2_iou30|50|70``, ``maxboxacc``, ``gt_known_loc``,
-    ``top1_loc``, ``pxap``, ``pointing_game``… (docs/metrics.md).
+    ``top1_loc``, ``pxap``, ``pointing_game``… (docs/protocols.md).
     """
 
     def __init__(self, protocol: str = "wsoleval_v2", *, image_size: int | None = None,
@@ -175,7 +175,7 @@ class WSOLMetrics:
         meta = {
             "backend": self.spec.backend,
             "thresholds": list(self.spec.thresholds), "bootstrap": {"resamples": 0, "seed": 0}, "maps": None,
-            "classes_from": None, **self.info,
+            "classes_from": None, "extra": list(self.spec.extra), **self.info,
         }
         return finalize(meta, self.results, seconds)
 

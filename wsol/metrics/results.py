@@ -17,6 +17,7 @@ from ..errors import WsolError
 from .batch import BatchResult
 from .bootstrap import LEVEL, images_key, percentile_interval, resample_weights, weighted_sums
 from .classification import topk_correct
+from .extra import LOC_ERRORS, class_max_box_acc, loc_errors
 
 __all__ = ["EvalResult", "finalize"]
 
@@ -47,6 +48,7 @@ def _image_rows(result: BatchResult) -> list[dict[str, object]]:
 def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> EvalResult:
     """Merge batch results in batch order and compute every metric (``results`` are left unchanged)."""
     n_images = sum(r.n_images for r in results)
+    extra = meta.get("extra") or ()
     skipped = Counter(meta["dataset_skipped"])
     skipped_ids = [tuple(x) for x in meta["dataset_skipped_ids"]]
     for r in results:
@@ -74,8 +76,12 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
                 metrics.pop(key, None)
         for row, res in zip(rows, boxes.image_results(), strict=True):
             row.update(res)
+        if boxes.has_classes:
+            _class_extras(meta, metrics, rows, boxes)
     if pxap is not None:
         metrics["pxap"] = pxap.compute()
+        if "piou" in extra:
+            metrics.update(pxap.piou())
     metrics.update({k: 100.0 * math.fsum(v.tolist()) / n_images for k, v in means.items() if k in scored[0].faith})
     ids = [i for r in scored for i in r.ids]
     samples = _bootstrap(meta, n_images, metrics, means, boxes, pointing, pxap)
@@ -99,6 +105,22 @@ def finalize(meta: dict, results: list[BatchResult], seconds: float = 0.0) -> Ev
         info["bootstrap"] = {**meta["bootstrap"], "level": LEVEL, "images_key": images_key(ids)}
     return EvalResult(metrics=metrics, images=rows, curves=boxes.curves() if boxes else [], info=info,
                       samples=samples)
+
+
+def _class_extras(meta: dict, metrics: dict, rows: list[dict], boxes) -> None:
+    """The opt-in box metrics that need classes (``eval.extra``, :mod:`wsol.metrics.extra`): top-k MaxBoxAcc and
+    TS-CAM's top-1 error decomposition (with each image's kind of failure in its row, ``loc_error``)."""
+    extra = meta.get("extra") or ()
+    if "top1_maxboxacc" in extra:
+        found = class_max_box_acc(boxes)
+        if meta["target"] == "top1":  # maps of the prediction: a GT class in the top 5 is not what they explain
+            found = {k: v for k, v in found.items() if not k.startswith("top5")}
+        metrics.update(found)
+    if "loc_errors" in extra:
+        shares, kinds = loc_errors(boxes)
+        metrics.update(shares)
+        for row, kind in zip(rows, kinds.tolist(), strict=True):
+            row["loc_error"] = LOC_ERRORS[kind] if kind >= 0 else ""
 
 
 def _per_image_values(scored: list[BatchResult]) -> dict[str, np.ndarray]:
@@ -125,8 +147,11 @@ def _bootstrap(meta: dict, n_images: int, metrics: dict, means: dict[str, np.nda
     sums = weighted_sums(weights, [np.stack([means[k] for k in keys], axis=1)]) if keys else None
     resampled = {k: 100.0 * sums[:, j] / n_images for j, k in enumerate(keys)}
     samples = {k: v for k, v in resampled.items() if k.endswith("_cls")}
-    for acc in (boxes, pointing, pxap):
-        if acc is not None:
-            samples.update(acc.bootstrap(weights))
+    extra = meta.get("extra") or ()
+    if boxes is not None:
+        samples.update(boxes.bootstrap(weights, class_parts="top1_maxboxacc" in extra))
+        samples.update(pointing.bootstrap(weights))
+    if pxap is not None:
+        samples.update(pxap.bootstrap(weights, piou="piou" in extra))
     samples.update({k: v for k, v in resampled.items() if not k.endswith("_cls")})
     return {k: v for k, v in samples.items() if k in metrics}

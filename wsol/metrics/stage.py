@@ -49,6 +49,7 @@ class MetricSpec:
     clip_boxes: bool = True  # a box's far corner clipped to S − 1 (wsolevaluation)
     empty_box: tuple[int, ...] = (0, 0, 0, 0)  # the box of an empty foreground
     pxap_interval: float = 0.01  # PxAP's threshold step
+    extra: tuple[str, ...] = ()  # eval.extra: the opt-in metrics (wsol.metrics.extra)
 
     @classmethod
     def from_config(cls, cfg) -> MetricSpec:
@@ -60,6 +61,7 @@ class MetricSpec:
             clip_gt_boxes=bool(ev.clip_gt_boxes), resize=str(loc.resize), normalize=str(loc.normalize),
             backend=str(loc.backend), engine=str(loc.engine), clip_boxes=bool(loc.clip_boxes),
             empty_box=tuple(int(v) for v in loc.empty_box), pxap_interval=float(loc.interval or 0.01),
+            extra=tuple(str(m) for m in ev.extra),
         )
 
     @property

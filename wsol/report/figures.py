@@ -1,4 +1,4 @@
-"""Figures: CAM overlays with boxes, labelled image grids, BoxAcc-vs-threshold curves.
+"""Figures: CAM overlays with boxes, labelled image grids, BoxAcc-vs-threshold curves, the top-1 failures' kinds.
 
 Overlays and grids are composed with NumPy and Pillow, so their pixel size is exact
 (``grid_size``); curves are drawn with Matplotlib's Agg backend (headless).
@@ -23,6 +23,7 @@ __all__ = [
     "draw_boxes",
     "grid_size",
     "image_grid",
+    "loc_errors_figure",
     "overlay",
     "png_bytes",
     "safe_name",
@@ -148,6 +149,32 @@ def curves_figure(curves: dict[str, list[dict]], deltas, best: dict[str, float] 
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("BoxAcc (%)")
     axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def loc_errors_figure(shares: dict[str, dict[str, float]]) -> bytes:
+    """PNG of one stacked horizontal bar per label: its top-1 loc failures split by kind (``eval.extra=[loc_errors]``;
+    ``shares`` maps a label to ``{kind: % of the failures}`` in :data:`wsol.metrics.extra.LOC_ERRORS` order)."""
+    matplotlib = require("matplotlib", "report", "figures")
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    labels = list(shares)
+    kinds = list(next(iter(shares.values())))
+    fig, ax = plt.subplots(figsize=(8.4, 0.9 + 0.42 * len(labels)), dpi=100)
+    left = np.zeros(len(labels))
+    for kind in kinds:
+        width = np.array([shares[label].get(kind, 0.0) for label in labels])
+        ax.barh(labels, width, left=left, label=kind.replace("_", " "), height=0.6)
+        left += width
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of the top-1 loc failures (%)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, ncol=len(kinds), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -32,7 +32,13 @@ METRIC_COLUMNS = {
     "maxboxacc_v2_iou70": "IoU70",
     "top1_loc_err": "Top-1 Loc Err",
     "top5_loc_err": "Top-5 Loc Err",
+    "top1_maxboxacc": "Top-1 MaxBoxAcc",
+    "top5_maxboxacc": "Top-5 MaxBoxAcc",
+    "top1_maxboxacc_v2": "Top-1 MaxBoxAccV2",
+    "top5_maxboxacc_v2": "Top-5 MaxBoxAccV2",
     "pxap": "PxAP",
+    "piou_max": "pIoU",
+    "piou_mean": "mean pIoU",
     "pointing_game": "PG",
     "energy_pointing_game": "EPG",
     "average_drop": "Avg Drop",
@@ -40,9 +46,16 @@ METRIC_COLUMNS = {
     "deletion": "Deletion",
     "insertion": "Insertion",
     "road": "ROAD",
+    # eval.extra=[loc_errors]: the top-1 loc failures' kinds, % of the failures (a description: no best)
+    "loc_errors_wrong_class": "Fail: Class",
+    "loc_errors_multi_instance": "Fail: Multi",
+    "loc_errors_part": "Fail: Part",
+    "loc_errors_too_large": "Fail: Large",
+    "loc_errors_wrong_location": "Fail: Location",
 }
 TIED_MARK = "†"  # not significantly different from the column's best (paired bootstrap)
 LOWER_IS_BETTER = {METRIC_COLUMNS[k] for k in ("top1_loc_err", "top5_loc_err", "average_drop", "deletion")}
+DESCRIPTIVE = {v for k, v in METRIC_COLUMNS.items() if k.startswith("loc_errors_")}  # columns never marked best
 # the columns shown when a protocol names none: everything but the loc errors (100 - loc)
 DEFAULT_COLUMNS = [k for k in METRIC_COLUMNS if not k.endswith("_err")]
 ID_COLUMNS = {"method": "Method", "model": "Model", "layer": "Layer", "dataset": "Dataset"}
@@ -188,7 +201,7 @@ def format_table(
     bold, under = marks[fmt]
     cells = [[None] * len(headers) for _ in range(len(frame))]
     for j, (c, is_num) in enumerate(zip(headers, numeric, strict=True)):
-        highlighted = is_num and highlight and len(frame) > 1
+        highlighted = is_num and highlight and len(frame) > 1 and c not in DESCRIPTIVE
         ranks = _ranks(frame[c], c.endswith(tuple(LOWER_IS_BETTER)), digits) if highlighted else {}
         for i, v in enumerate(frame[c]):
             if not is_num:

@@ -22,7 +22,7 @@ from ..errors import WsolError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..maps import eval_maps
 from ..scoring import FileScorer, MapCache
-from .figures import curves_figure, image_grid, overlay, png_bytes, safe_name
+from .figures import curves_figure, image_grid, loc_errors_figure, overlay, png_bytes, safe_name
 from .html import figure, page, section
 from .writer import collect_runs
 
@@ -134,6 +134,7 @@ def write_run_report(run_dir: str, config: dict) -> str:
             "BoxAcc vs. threshold (GT-known, largest box; dotted: the chosen threshold)",
             figure(f"{FIGURES}/curves.png"),
         )
+    body += _loc_errors_section({label: summary}, figures_dir)
     legend = (
         '<p class="legend">map in the colormap over the image; <span style="color:#d22">GT boxes</span>'
         '<span style="color:#2a2">predicted box</span> at the chosen threshold</p>'
@@ -149,6 +150,18 @@ def write_run_report(run_dir: str, config: dict) -> str:
     path = os.path.join(run_dir, "report.html")
     atomic_write_text(path, page(f"wsol: {label}", meta, body))
     return path
+
+
+def _loc_errors_section(summaries: dict[str, dict], figures_dir: str) -> str:
+    """The stacked bar of the runs' top-1 failure kinds (``eval.extra=[loc_errors]``), or ``""`` when none has them."""
+    prefix = "loc_errors_"
+    shares = {label: {k[len(prefix):]: v for k, v in s["metrics"].items() if k.startswith(prefix)}
+              for label, s in summaries.items()}
+    shares = {label: v for label, v in shares.items() if v}
+    if not shares:
+        return ""
+    atomic_write_bytes(os.path.join(figures_dir, "loc_errors.png"), loc_errors_figure(shares))
+    return section("Top-1 loc failures by kind (TS-CAM's decomposition)", figure(f"{FIGURES}/loc_errors.png"))
 
 
 def _tile(folder: str, file: str | None) -> np.ndarray | None:
@@ -210,6 +223,7 @@ def write_sweep_report(sweep_dir: str) -> str:
         deltas = sorted({int(float(r["iou"])) for rows in curves.values() for r in rows})
         atomic_write_bytes(os.path.join(figures_dir, "curves.png"), curves_figure(curves, deltas, best))
         body += section("BoxAcc vs. threshold, every run", figure(f"{FIGURES}/curves.png"))
+    body += _loc_errors_section({label: s for label, (_, s) in zip(labels, runs, strict=True)}, figures_dir)
     shown = []
     for folder, _ in runs:
         path = os.path.join(folder, FIGURES, SHOWN)
