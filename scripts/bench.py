@@ -7,6 +7,7 @@ model, batch and inputs. Writes a Markdown table to ``results/bench/``.
     python scripts/bench.py --bootstrap             # the bootstrap intervals' cost at ImageNet size alone
     python scripts/bench.py --layouts               # forward speed by memory layout and batch-norm folding
     python scripts/bench.py --zoo --batch 32        # the zoo's methods beside the libraries' (scripts/bench_zoo.py)
+    python scripts/bench.py --road                  # ROAD beside pytorch-grad-cam's ROADCombined (bench_faith.py)
 
 Rows: raw forward; forward + backward to the target layer (the floor of every gradient method);
 each wsol method's maps alone and end to end (maps, upsampling, min-max, uint8, the box sweep at
@@ -259,7 +260,16 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--zoo", action="store_true",
                         help="the zoo's methods beside pytorch-grad-cam's and torchcam's own at --batch (32), written "
                              "to <out>/zoo_vs_libraries.md (cuda_zoo_vs_libraries.md on a GPU)")
+    parser.add_argument("--road", action="store_true",
+                        help="ROAD beside pytorch-grad-cam's ROADCombined on --road-images demo images, written to "
+                             "<out>/<device>_road.md (scripts/bench_faith.py)")
+    parser.add_argument("--road-images", type=int, default=8)
     args = parser.parse_args(argv)
+    if args.road:
+        from bench_faith import road_table
+
+        text = road_table(args.device, args.road_images, (10, 20, 30, 40, 50, 60, 70, 80, 90), args.repeats)
+        return publish(os.path.join(args.out, f"{'cuda' if args.device.startswith('cuda') else 'cpu'}_road.md"), text)
     if args.zoo:
         from bench_zoo import zoo_table
 

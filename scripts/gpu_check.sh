@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for a lent GPU (README, docs/speed.md): the CUDA tests, CPU-vs-GPU map and metric parity for every
-# method, and scripts/bench.py's GPU rows, into results/bench/cuda_*.md. About 8 minutes on one GPU.
+# method, and scripts/bench.py's GPU rows, into results/bench/cuda_*.md. About 10 minutes on one GPU.
 # On a machine without a CUDA GPU it says so and exits 0 (CI runs it so).
 #   bash scripts/gpu_check.sh            # uses .venv's python if there is one, else python
 #   WSOL_PYTHON=/path/to/python bash scripts/gpu_check.sh
@@ -36,5 +36,7 @@ step "bench: methods, bf16, boxes" 180 "$py" scripts/bench.py --device cuda --no
 step "bench: 1,000 images end to end" 150 "$py" scripts/bench.py --api --api-images 1000 --repeats 1 --device cuda
 # 4. the zoo beside pytorch-grad-cam and torchcam: ResNet-50 layer4, batch 32 (cuda_zoo_vs_libraries.md)
 step "bench: the zoo vs the libraries" 150 "$py" scripts/bench.py --zoo --batch 32 --iters 3 --warmup 1 --device cuda
+# 5. ROAD on the GPU beside pytorch-grad-cam's ROADCombined on this machine's CPU, 4 demo images (cuda_road.md)
+step "bench: ROAD vs ROADCombined" 120 "$py" scripts/bench.py --road --road-images 4 --repeats 1 --device cuda
 ls "$out"/cuda_*.md
 exit "$failed"

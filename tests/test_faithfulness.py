@@ -236,3 +236,114 @@ def test_road_in_the_pipeline_is_seeded_per_batch(tmp_path):
     again = evaluate(compose(*overrides))  # fresh, not resumed: the same noise, the same number
     assert first.metrics["road"] == again.metrics["road"] and np.isfinite(first.metrics["road"])
     assert "road" in first.info["ci"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy on their torch tensors
+def test_road_imputation_solvers_agree_on_removed_regions():
+    """ROAD's masks are regions (a map's percentiles), where conjugate gradients need many iterations: the direct
+    solve of a batch (its block-diagonal system split over threads) is each image's own solve, pytorch-grad-cam's
+    to float32 rounding, and the conjugate gradients' to their tolerance."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    from wsol.faithfulness import impute_linear, road_masks
+
+    torch.manual_seed(1)
+    yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(36.0), indexing="ij")
+    blob = torch.exp(-((yy - 15) ** 2 + (xx - 20) ** 2) / (2 * 8.0**2))
+    removed = torch.cat([road_masks(blob[None], p)[kind] for p in (10, 50, 90) for kind in (0, 1)])
+    images = torch.randn(len(removed), 3, 40, 36)
+    batch = impute_linear(images, removed, solver="direct")
+    for i in range(len(images)):
+        alone = impute_linear(images[i : i + 1], removed[i : i + 1], solver="direct")[0]
+        assert torch.equal(alone, batch[i])
+        theirs = NoisyLinearImputer(noise=0.0)(images[i], (~removed[i]).float())
+        assert (batch[i] - theirs).abs().max().item() < 1e-6
+    cg = impute_linear(images, removed, solver="cg")
+    assert (cg - batch).abs().max().item() < 1e-4
+    assert torch.equal(impute_linear(images, torch.zeros_like(removed), solver="direct"), images)
+
+
+def _explainer(model):
+    """A deterministic stand-in for a CAM method: the min-max normalised channel mean of the input, times the
+    class's logit sign (so the map depends on both the input and the class)."""
+
+    def explain(inputs, targets):
+        with torch.no_grad():
+            sign = model(inputs).gather(1, targets[:, None]).sign()[:, :, None]
+        maps = inputs.mean(1) * sign
+        flat = maps.flatten(1)
+        low, high = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
+        return (maps - low) / (high - low + 1e-12)
+
+    return explain
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy on their torch tensors
+@pytest.mark.parametrize("score", ["logit", "softmax"])
+def test_arcc_complexity_and_coherency_are_pytorch_grad_cams(score, monkeypatch):
+    """pytorch-grad-cam 1.5.7's ARCC (its Complexity, Coherency with the same base method, ROADCombined without
+    noise, and its harmonic mean) on the same images, maps, model and targets."""
+    from pytorch_grad_cam.metrics import arcc, road
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+
+    monkeypatch.setattr(road.torch, "randn_like", torch.zeros_like)
+    model = ToyCamNet(classes=3).eval()
+    images, maps, targets = _toy_batch(n=3, seed=4)
+    explain = _explainer(model)
+
+    class Base:  # pytorch-grad-cam's base_method interface: maps as NumPy arrays
+        def __call__(self, input_tensor, targets):
+            return explain(input_tensor, torch.tensor([t.category for t in targets])).numpy()
+
+    target = ClassifierOutputTarget if score == "logit" else ClassifierOutputSoftmaxTarget
+    their_targets = [target(int(t)) for t in targets]
+    percentiles = [20, 40, 60, 80]
+    inputs = _normalised(images)
+    theirs = {
+        "complexity": arcc.Complexity()(maps.numpy()),
+        "coherency": arcc.Coherency()(inputs, maps.numpy(), their_targets, model, Base()),
+        "arcc": arcc.ARCC(Base(), percentiles)(inputs, maps.numpy(), their_targets, model),
+    }
+    options = FaithfulnessOptions(score=score, road_percentiles=tuple(percentiles), road_noise=0.0)
+    ours = _faith(model, options, MEAN, STD, metrics=tuple(theirs))(images, maps, targets, explain=explain)
+    for key, value in theirs.items():
+        assert ours[key].numpy() == pytest.approx(np.asarray(value, dtype=np.float64), rel=1e-4, abs=1e-5), key
+    assert 0 < ours["arcc"].min() and ours["arcc"].max() < 1
+
+
+def test_adcc_and_average_gain_hand_computed():
+    """ADCC = 3 / (1 / coherency + 1 / (1 − complexity) + 1 / (1 − average drop)) per image, and the average gain
+    max(0, O − Y) / (1 − Y), from the model's own probabilities of the image and of map ⊙ image."""
+    from wsol.faithfulness import harmonic_mean, pearson
+
+    assert pearson(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[2.0, 4.0, 6.5]])).item() == pytest.approx(
+        np.corrcoef([1, 2, 3], [2, 4, 6.5])[0, 1])
+    assert harmonic_mean(torch.tensor(0.5), torch.tensor(1.0)).item() == pytest.approx(2 / 3)
+    model = ToyCamNet(classes=3).eval()
+    images, maps, targets = _toy_batch(n=3, seed=5)
+    explain = _explainer(model)
+    got = _faith(model, FaithfulnessOptions(), MEAN, STD, metrics=("adcc", "average_gain", "average_drop"))(
+        images, maps, targets, explain=explain)
+    inputs = _normalised(images)
+    with torch.no_grad():
+        y = model(inputs).softmax(1).gather(1, targets[:, None])[:, 0].double()
+        o = model(inputs * maps[:, None]).softmax(1).gather(1, targets[:, None])[:, 0].double()
+    drop = (y - o).clamp(min=0) / y
+    coherency = (torch.tensor(np.array([np.corrcoef(explain(inputs * maps[:, None], targets)[i].flatten(),
+                                                    maps[i].flatten())[0, 1] for i in range(3)])) + 1) / 2
+    complexity = maps.flatten(1).double().mean(1)
+    expected = 3 / (1 / coherency + 1 / (1 - complexity) + 1 / (1 - drop))
+    assert got["average_drop"].numpy() == pytest.approx(drop.numpy(), rel=1e-5)
+    assert got["adcc"].numpy() == pytest.approx(expected.numpy(), rel=1e-5)
+    assert got["average_gain"].numpy() == pytest.approx(((o - y).clamp(min=0) / (1 - y)).numpy(), rel=1e-5, abs=1e-9)
+
+
+def test_faithfulness_extras_in_a_run_and_their_errors(tmp_path):
+    """The method itself is run again on the explanation inputs (coherency); average gain needs probabilities."""
+    overrides = ("limit=2", "batch_size=2", "dataset.image_size=32", "eval.bootstrap=0",
+                 "eval.faithfulness=[coherency,adcc,arcc,average_gain]", "perturbation.road_percentiles=[30,70]")
+    result = evaluate(compose(*overrides))
+    for key in ("coherency", "adcc", "arcc", "average_gain"):
+        assert 0 <= result.metrics[key] <= 100, key
+    with pytest.raises(WsolError, match="average_gain .* needs perturbation.score=softmax"):
+        validate(compose("eval.faithfulness=[average_gain]", "perturbation.score=logit"))

@@ -209,7 +209,7 @@ class EvalConfig:
     classifier: Any = setting(None, kind=str | dict | None)
     predictions: str | None = None  # or from a file: image id → top-5 classes (CSV id,c1,…,c5 or JSON {id: [c1, …]})
     faithfulness: list[str] = field(default_factory=list)  # opt-in: average_drop, increase_in_confidence, deletion,
-    # insertion, road (perturbation.* says how)
+    # insertion, road, average_gain, complexity, coherency, adcc, arcc (perturbation.* says how)
     # opt-in metrics of later papers' code, beside the protocol's: top1_maxboxacc (with top-5 and the V2 parts),
     # loc_errors (TS-CAM's top-1 error decomposition), piou (pixel IoU from PxAP's histograms); docs/protocols.md
     extra: list[str] = field(default_factory=list)
@@ -667,6 +667,9 @@ def validate(cfg: DictConfig) -> None:
             raise WsolError(f"eval.faithfulness: unknown metric {unknown[0]}; valid: {', '.join(METRICS)}")
         if cfg.method.name == "from_files":
             raise WsolError("eval.faithfulness needs the model that made the maps (not method=from_files)")
+        if "average_gain" in cfg.eval.faithfulness and cfg.perturbation.score != Score.softmax:
+            raise WsolError("eval.faithfulness: average_gain divides by 1 − the class probability; it needs "
+                            "perturbation.score=softmax")
     if cfg.eval.extra:
         from .metrics.extra import EXTRA_METRICS
 

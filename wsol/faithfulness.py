@@ -21,6 +21,19 @@ probability, as the papers) or ``logit``. All perturbed copies of a batch go thr
   imputed from their neighbours (:func:`impute_linear`, plus ``road_noise`` · N(0, 1)); the metric is
   ``(mean_p ΔLeRF − mean_p ΔMoRF) / 2`` in percent, ``Δ`` the score change. Higher is better.
 
+- ``average_gain`` (Zhang et al., *Opti-CAM*, 2023): ``max(0, O − Y) / (1 − Y)`` in percent, with softmax scores
+  (a probability's headroom); higher is better.
+- ``complexity`` (Poppi et al., *Revisiting the Evaluation of Class Activation Mapping for Explainability*,
+  CVPRW 2021): the map's mean (its L1 norm over the pixels; maps are in [0, 1]); lower is better.
+- ``coherency`` (same paper): ``(ρ(E', E) + 1) / 2``, ``ρ`` Pearson's correlation (``+ 1e-8`` on the product of
+  the standard deviations, as pytorch-grad-cam's ``batch_pearson_coherency``) of the map ``E`` with the same
+  method's map ``E'`` of the explanation input ``map ⊙ image`` for the same class; higher is better.
+- ``adcc`` (same paper): the harmonic mean of coherency, ``1 − complexity`` and ``1 − average drop`` (relative),
+  per image; ``arcc`` (pytorch-grad-cam 1.5.7's ``metrics/arcc.py``): the harmonic mean of coherency,
+  ``1 − complexity`` and ``clip(2 · ROAD, 0, 1)`` — its docstring says geometric, its code computes the
+  harmonic mean, which wsol follows. Both with pytorch-grad-cam's ``+ 1e-8`` on each term's denominator, in
+  percent; higher is better.
+
 ``multiply``: ``normalized`` multiplies the normalised input tensor by the map (pytorch-grad-cam, torchcam);
 ``pixels`` the image's [0, 1] pixels before normalisation (the paper's ``L ∘ I``: masked pixels black).
 ``baseline``: ``zero`` (zeros of the normalised tensor: torchcam's default), ``black`` (pixels 0), ``blur``
@@ -30,6 +43,7 @@ probability, as the papers) or ``logit``. All perturbed copies of a batch go thr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,11 +51,14 @@ import torch.nn.functional as F
 
 from .ops import InputNormalization
 
-__all__ = ["METRICS", "LOWER_IS_BETTER", "FaithfulnessOptions", "Faithfulness", "curve_counts", "trapezoid_auc",
-           "perturbation_curves", "explanation_inputs", "impute_linear", "road_masks"]
+__all__ = ["METRICS", "LOWER_IS_BETTER", "NEEDS_EXPLAIN", "FaithfulnessOptions", "Faithfulness", "curve_counts",
+           "trapezoid_auc", "perturbation_curves", "explanation_inputs", "impute_linear", "road_masks", "pearson",
+           "harmonic_mean"]
 
-METRICS = ("average_drop", "increase_in_confidence", "deletion", "insertion", "road")
-LOWER_IS_BETTER = ("average_drop", "deletion")
+METRICS = ("average_drop", "increase_in_confidence", "deletion", "insertion", "road", "average_gain", "complexity",
+           "coherency", "adcc", "arcc")
+LOWER_IS_BETTER = ("average_drop", "deletion", "complexity")
+NEEDS_EXPLAIN = ("coherency", "adcc", "arcc")  # the method run again on the explanation inputs
 SCORES = ("softmax", "logit")
 BASELINES = ("zero", "black", "blur")
 MULTIPLY = ("normalized", "pixels")
@@ -79,6 +96,21 @@ def _gaussian_blur(images: torch.Tensor, size: int = 11, sigma: float = 5.0) -> 
     out = F.conv2d(F.pad(images, (size // 2,) * 4, mode="reflect"), kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
                    groups=c)
     return F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson's correlation ``[B]`` of ``a, b [B, ...]`` per image, ``cov / (σ_a σ_b + 1e-8)`` (sample moments, as
+    pytorch-grad-cam's ``batch_pearson_coherency``; a flat map correlates 0)."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    n = a.shape[1] - 1
+    cov = (a * b).sum(1) / n
+    return cov / ((a.pow(2).sum(1) / n).sqrt() * (b.pow(2).sum(1) / n).sqrt() + 1e-8)
+
+
+def harmonic_mean(*terms: torch.Tensor) -> torch.Tensor:
+    """``k / Σ 1 / (t + 1e-8)`` of ``k`` terms (pytorch-grad-cam's ARCC; Poppi et al.'s ADCC)."""
+    return len(terms) / sum(1 / (t + 1e-8) for t in terms)
 
 
 def explanation_inputs(pixels: torch.Tensor, maps: torch.Tensor, mean, std, multiply: str) -> torch.Tensor:
@@ -120,28 +152,45 @@ class Faithfulness:
             return self.normalize.inputs(torch.zeros_like(pixels))
         return self.normalize.inputs(_gaussian_blur(pixels))
 
-    def __call__(self, images_u8: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-                 seed: int = 0) -> dict[str, torch.Tensor]:
+    def __call__(self, images_u8: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, seed: int = 0,
+                 explain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 ) -> dict[str, torch.Tensor]:
         """Per-image values ``[B]`` (fractions, not percent) for uint8 images ``[B, 3, H, W]``, eval-size maps
-        ``[B, H, W]`` in [0, 1] and target classes ``[B]``; ``seed``: ROAD's imputation noise."""
+        ``[B, H, W]`` in [0, 1] and target classes ``[B]``; ``seed``: ROAD's imputation noise; ``explain(inputs,
+        targets)``: the method's eval-size maps of model inputs (coherency, ADCC, ARCC)."""
         pixels = self.normalize.pixels(images_u8)
         maps, targets = maps.to(self.device).float(), targets.to(self.device)
         inputs = self.normalize.inputs(pixels)
         y = self.class_scores(inputs, targets)
+        wanted = set(self.metrics) | ({"average_drop", "complexity", "coherency"} if "adcc" in self.metrics else set())
+        wanted |= {"road", "complexity", "coherency"} if "arcc" in self.metrics else set()
         out: dict[str, torch.Tensor] = {}
-        if {"average_drop", "increase_in_confidence"} & set(self.metrics):
-            o = self.class_scores(explanation_inputs(pixels, maps, self.normalize.mean, self.normalize.std,
-                                                      self.options.multiply), targets)
+        explained = explanation_inputs(pixels, maps, self.normalize.mean, self.normalize.std, self.options.multiply)
+        if {"average_drop", "increase_in_confidence", "average_gain"} & wanted:
+            o = self.class_scores(explained, targets)
             drop = (y - o).clamp(min=0)
             out["average_drop"] = drop / y if self.options.relative else drop
             out["increase_in_confidence"] = (o > y).double()
+            out["average_gain"] = (o - y).clamp(min=0) / (1 - y)
+        if "complexity" in wanted:
+            out["complexity"] = maps.flatten(1).abs().double().mean(1)
+        if "coherency" in wanted:
+            if explain is None:
+                raise ValueError("coherency, adcc and arcc need explain: the method's maps of the explanation inputs")
+            out["coherency"] = (pearson(explain(explained, targets), maps) + 1) / 2
         if {"deletion", "insertion"} & set(self.metrics):
             deletion, insertion = perturbation_curves(self, inputs, self.baseline(pixels), maps, targets, y)
             counts = curve_counts(maps[0].numel(), self.options.steps)
             out["deletion"] = trapezoid_auc(deletion, counts, maps[0].numel())
             out["insertion"] = trapezoid_auc(insertion, counts, maps[0].numel())
-        if "road" in self.metrics:
+        if "road" in wanted:
             out["road"] = road_scores(self, inputs, maps, targets, y, seed)
+        if "adcc" in wanted:
+            drop = out["average_drop"] if self.options.relative else out["average_drop"] / y
+            out["adcc"] = harmonic_mean(out["coherency"], 1 - out["complexity"], 1 - drop.double())
+        if "arcc" in wanted:
+            road = (2 * out["road"]).clamp(0, 1)
+            out["arcc"] = harmonic_mean(out["coherency"], 1 - out["complexity"], road)
         return {k: v.double() for k, v in out.items() if k in self.metrics}
 
 
@@ -181,13 +230,19 @@ def perturbation_curves(faith: Faithfulness, inputs: torch.Tensor, baseline: tor
 _NEIGHBOURS = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
 
 
-def impute_linear(inputs: torch.Tensor, removed: torch.Tensor, tol: float = 1e-6, max_iter: int = 5000) -> torch.Tensor:
+def impute_linear(inputs: torch.Tensor, removed: torch.Tensor, tol: float = 1e-6, max_iter: int = 5000,
+                  solver: str = "auto") -> torch.Tensor:
     """ROAD's linear imputation without noise: every removed pixel (``removed [N, H, W]``) becomes the weighted
     mean of its 8 neighbours (1/6 across an edge, 1/12 across a corner; neighbours outside the image left out),
-    the kept pixels fixed. The sparse system (pytorch-grad-cam's ``NoisyLinearImputer``, solved there with
-    ``spsolve``) is solved per image and channel by conjugate gradients on the device (``tol``: relative
-    residual), as convolutions: ``S ⊙ u − W * u = W * known`` on the removed pixels, ``S`` the neighbour
-    weights inside the image."""
+    the kept pixels fixed: the sparse system of pytorch-grad-cam's ``NoisyLinearImputer``.
+
+    ``solver``: ``direct`` factorises the whole batch's system at once (one block-diagonal sparse matrix, every
+    channel a right-hand side; SciPy's SuperLU, as ``spsolve`` there), the fastest on a CPU; ``cg`` solves
+    every image and channel by conjugate gradients on the device (``tol``: relative residual), as
+    convolutions: ``S ⊙ u − W * u = W * known`` on the removed pixels, ``S`` the neighbour weights inside the
+    image; ``auto``: ``direct`` on a CPU, ``cg`` on an accelerator."""
+    if solver == "direct" or (solver == "auto" and inputs.device.type == "cpu"):
+        return _impute_direct(inputs, removed)
     n, c, h, w = inputs.shape
     x = inputs.double()
     kernel = _NEIGHBOURS.to(x).view(1, 1, 3, 3).repeat(c, 1, 1, 1)
@@ -223,6 +278,58 @@ def impute_linear(inputs: torch.Tensor, removed: torch.Tensor, tol: float = 1e-6
         p = r + torch.where(rs > 0, new / rs.clamp(min=1e-300), torch.zeros_like(rs)) * p
         rs = new
     return (known + m * u).to(inputs.dtype)
+
+
+_OFFSETS = [(dy, dx, float(_NEIGHBOURS[dy + 1, dx + 1])) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
+def _impute_direct(inputs: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """:func:`impute_linear` by sparse LU factorisations of block-diagonal systems (CPU): the batch split into one
+    contiguous part per torch thread, the parts solved in parallel threads (SuperLU releases the GIL)."""
+    parts = min(len(inputs), max(1, torch.get_num_threads()))
+    if parts <= 1:
+        return _solve_block(inputs, removed)
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = [round(i * len(inputs) / parts) for i in range(parts + 1)]
+    chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    with ThreadPoolExecutor(parts) as pool:
+        return torch.cat(list(pool.map(lambda s: _solve_block(inputs[s], removed[s]), chunks)))
+
+
+def _solve_block(inputs: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """One block-diagonal sparse system for the images of ``inputs``, every channel a right-hand side."""
+    import numpy as np
+    from scipy.sparse import csc_matrix
+    from scipy.sparse.linalg import spsolve
+
+    n, c, h, w = inputs.shape
+    x = inputs.detach().double().cpu().numpy().transpose(0, 2, 3, 1).reshape(-1, c)  # [N·H·W, C]
+    mask = removed.detach().cpu().numpy().reshape(-1).astype(bool)
+    unknown = np.flatnonzero(mask)
+    if not len(unknown):
+        return inputs.clone()
+    variable = np.full(mask.shape, -1, dtype=np.int64)
+    variable[unknown] = np.arange(len(unknown))
+    y, col = (unknown // w) % h, unknown % w
+    diagonal, rhs = np.zeros(len(unknown)), np.zeros((len(unknown), c))
+    rows, cols, values = [np.arange(len(unknown))], [np.arange(len(unknown))], []
+    for dy, dx, weight in _OFFSETS:
+        inside = (y + dy >= 0) & (y + dy < h) & (col + dx >= 0) & (col + dx < w)
+        equation = np.flatnonzero(inside)
+        neighbour = unknown[inside] + dy * w + dx  # the same image: the shifted pixel stays inside it
+        diagonal[equation] += weight
+        free = mask[neighbour]
+        rows.append(equation[free])
+        cols.append(variable[neighbour[free]])
+        values.append(np.full(int(free.sum()), -weight))
+        np.add.at(rhs, equation[~free], weight * x[neighbour[~free]])
+    system = csc_matrix((np.concatenate([diagonal, *values]), (np.concatenate(rows), np.concatenate(cols))),
+                        shape=(len(unknown), len(unknown)))
+    # minimum degree on AᵀA: the fastest of SuperLU's orderings on these grids (measured: 1.5× COLAMD's)
+    x[unknown] = spsolve(system, rhs, permc_spec="MMD_ATA").reshape(len(unknown), c)
+    out = torch.from_numpy(x.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy())
+    return out.to(device=inputs.device, dtype=inputs.dtype)
 
 
 def road_masks(maps: torch.Tensor, percentile: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,8 +127,13 @@ class Evaluation:
             scores = with_classes(scores, batch, self.classes)
         if self.scoring.faith is not None:
             scores.faith = self.scoring.faith(batch.images, self.stage.eval_maps(scores)[0], scores.targets,
-                                              seed=self.cfg.seed * 1_000_003 + index)  # per batch: resumes exactly
+                                              seed=self.cfg.seed * 1_000_003 + index,  # per batch: resumes exactly
+                                              explain=self._explain)
         return scores
+
+    def _explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The method's eval-size maps of model inputs (faithfulness' coherency), as the run's own maps."""
+        return self.stage.eval_maps(Scores([], self.scoring.scorer.explain(inputs, targets)))[0]
 
     def process(self, index: int, batch: Batch, scores: Scores) -> BatchResult:
         """Stages 3 to 5 of one scored batch (:meth:`wsol.metrics.stage.MetricsStage.process`)."""

@@ -118,6 +118,11 @@ class ModelScorer:
         top5 = out.logits.float().topk(min(5, out.logits.shape[1]), dim=1).indices
         return Scores(list(batch.ids), out.maps.float(), top5, out.targets)
 
+    def explain(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The method's maps ``[B, h, w]`` of model inputs for classes ``targets`` (faithfulness' coherency)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.method(inputs, targets, target="gt").maps.float()
+
     def __call__(self, index: int, batch: Batch) -> Scores:
         """Batch ``index``'s scores: the cache's entry when it holds exactly these images, else computed."""
         cached = self.cache.get(index) if self.cache else None

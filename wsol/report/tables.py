@@ -46,6 +46,11 @@ METRIC_COLUMNS = {
     "deletion": "Deletion",
     "insertion": "Insertion",
     "road": "ROAD",
+    "average_gain": "Avg Gain",
+    "complexity": "Complexity",
+    "coherency": "Coherency",
+    "adcc": "ADCC",
+    "arcc": "ARCC",
     # eval.extra=[loc_errors]: the top-1 loc failures' kinds, % of the failures (a description: no best)
     "loc_errors_wrong_class": "Fail: Class",
     "loc_errors_multi_instance": "Fail: Multi",
@@ -54,7 +59,8 @@ METRIC_COLUMNS = {
     "loc_errors_wrong_location": "Fail: Location",
 }
 TIED_MARK = "†"  # not significantly different from the column's best (paired bootstrap)
-LOWER_IS_BETTER = {METRIC_COLUMNS[k] for k in ("top1_loc_err", "top5_loc_err", "average_drop", "deletion")}
+LOWER_IS_BETTER = {METRIC_COLUMNS[k] for k in ("top1_loc_err", "top5_loc_err", "average_drop", "deletion",
+                                                "complexity")}
 DESCRIPTIVE = {v for k, v in METRIC_COLUMNS.items() if k.startswith("loc_errors_")}  # columns never marked best
 # the columns shown when a protocol names none: everything but the loc errors (100 - loc)
 DEFAULT_COLUMNS = [k for k in METRIC_COLUMNS if not k.endswith("_err")]
