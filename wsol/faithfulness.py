@@ -51,14 +51,13 @@ import torch.nn.functional as F
 
 from .ops import InputNormalization
 
-__all__ = ["METRICS", "LOWER_IS_BETTER", "NEEDS_EXPLAIN", "FaithfulnessOptions", "Faithfulness", "curve_counts",
+__all__ = ["METRICS", "LOWER_IS_BETTER", "FaithfulnessOptions", "Faithfulness", "curve_counts",
            "trapezoid_auc", "perturbation_curves", "explanation_inputs", "impute_linear", "road_masks", "pearson",
            "harmonic_mean"]
 
 METRICS = ("average_drop", "increase_in_confidence", "deletion", "insertion", "road", "average_gain", "complexity",
            "coherency", "adcc", "arcc")
 LOWER_IS_BETTER = ("average_drop", "deletion", "complexity")
-NEEDS_EXPLAIN = ("coherency", "adcc", "arcc")  # the method run again on the explanation inputs
 SCORES = ("softmax", "logit")
 BASELINES = ("zero", "black", "blur")
 MULTIPLY = ("normalized", "pixels")
@@ -165,7 +164,9 @@ class Faithfulness:
         wanted = set(self.metrics) | ({"average_drop", "complexity", "coherency"} if "adcc" in self.metrics else set())
         wanted |= {"road", "complexity", "coherency"} if "arcc" in self.metrics else set()
         out: dict[str, torch.Tensor] = {}
-        explained = explanation_inputs(pixels, maps, self.normalize.mean, self.normalize.std, self.options.multiply)
+        if {"average_drop", "increase_in_confidence", "average_gain", "coherency"} & wanted:
+            explained = explanation_inputs(pixels, maps, self.normalize.mean, self.normalize.std,
+                                           self.options.multiply)
         if {"average_drop", "increase_in_confidence", "average_gain"} & wanted:
             o = self.class_scores(explained, targets)
             drop = (y - o).clamp(min=0)
