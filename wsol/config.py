@@ -219,6 +219,9 @@ class EvalConfig:
     bootstrap_seed: int = setting(0, range=Range(0))
 
 
+EXTRA_METRICS = ("top1_maxboxacc", "loc_errors", "piou")  # eval.extra's names (wsol.metrics.extra computes them)
+
+
 class Score(enum.StrEnum):
     softmax = "softmax"  # the class probability (the papers)
     logit = "logit"  # the raw logit (pytorch-grad-cam's and torchcam's default target)
@@ -671,8 +674,6 @@ def validate(cfg: DictConfig) -> None:
             raise WsolError("eval.faithfulness: average_gain divides by 1 − the class probability; it needs "
                             "perturbation.score=softmax")
     if cfg.eval.extra:
-        from .metrics.extra import EXTRA_METRICS
-
         unknown = [m for m in cfg.eval.extra if m not in EXTRA_METRICS]
         if unknown:
             raise WsolError(f"eval.extra: unknown metric {unknown[0]}; valid: {', '.join(EXTRA_METRICS)}")

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import EXTRA_METRICS
 from ..localize import box_overlaps
 
 __all__ = ["EXTRA_METRICS", "LOC_ERRORS", "TABLE_KEYS", "class_max_box_acc", "loc_error_kinds", "loc_errors",
            "pixel_iou", "resampled_class_max"]
 
-EXTRA_METRICS = ("top1_maxboxacc", "loc_errors", "piou")
 LOC_ERRORS = ("wrong_class", "multi_instance", "part", "too_large", "wrong_location")
 # each extra's columns in a run's table, after the protocol's
 TABLE_KEYS = {
